@@ -1,0 +1,383 @@
+"""providers.yaml → a frozen :class:`Config`, parsed and validated once, at the edge.
+
+Every problem in the file is collected, not just the first, and each names the file, the
+provider and the field: ``providers.yaml: providers[3] (k2think2api2): port: must be an
+integer in 1-65535, got 70000``.
+
+Secrets never live in the file. A value may reference the environment as ``${NAME}`` (required)
+or ``${NAME:-default}`` (optional); references are resolved from the process environment and
+from a ``.env`` file beside providers.yaml. A provider whose required references are unset is
+loaded with ``missing_secrets`` set, so the supervisor can report it as failed and run the rest.
+Resolved secret values are redacted by :meth:`Config.redacted`, which is what any display uses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .schema import fields_of, kind, unknown_fields
+from .secrets import expand, expand_tracked, read_dotenv
+
+RUNTIMES = ("python", "node", "go", "deno")
+UNKNOWN_MODEL_POLICIES = ("default", "reject")
+READY_WHEN = ("2xx", "any")
+PLACEHOLDERS = ("port", "python", "venv", "bin", "dir")
+REDACTED = "***"
+_DERIVED = {"derived": True}  # computed at load, never written in the file
+
+
+class ConfigError(Exception):
+    """providers.yaml cannot be used; ``problems`` lists every reason, one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """How the gateway listens, routes and retries."""
+
+    host: str = "127.0.0.1"
+    port: int = 7999
+    strategy: str = "round_robin"
+    retries: int = 2
+    connect_timeout: float = 3.0
+    first_byte_timeout: float = 60.0
+    read_timeout: float = 300.0
+    max_body_bytes: int = 10 * 1024 * 1024
+    api_keys: tuple[str, ...] = ()
+    admin_key: str = ""
+    unknown_model: str = "default"
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    routes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    eject_after: int = 3
+    eject_base: float = 5.0
+    eject_max: float = 120.0
+    max_connections: int = 1000
+
+
+@dataclass(frozen=True)
+class SupervisorConfig:
+    """How providers are installed, probed, restarted, stopped and logged."""
+
+    apis_dir: str = "apis"
+    state_dir: str = ".unigw"
+    probe_interval: float = 2.0
+    probe_timeout: float = 3.0
+    startup_grace: float = 60.0
+    liveness_failures: int = 3
+    backoff_initial: float = 1.0
+    backoff_max: float = 60.0
+    backoff_reset_after: float = 60.0
+    crash_loop_max: int = 5
+    crash_loop_window: float = 120.0
+    failed_cooldown: float = 600.0
+    stop_grace: float = 10.0
+    clone_timeout: float = 600.0
+    install_timeout: float = 900.0
+    log_max_bytes: int = 5 * 1024 * 1024
+    log_backups: int = 2
+
+
+@dataclass(frozen=True)
+class ProviderConfig:
+    """One provider program: where it comes from, how it runs, how the gateway talks to it.
+
+    ``env``, ``key`` and ``start`` hold resolved values; ``secret_env`` (keys of ``env``),
+    ``secret_args`` (indices of ``start``) and ``key_is_secret`` mark the values that came from
+    the environment, which are redacted on display.
+    """
+
+    name: str
+    port: int
+    runtime: str
+    start: tuple[str, ...]
+    repo: str | None = None
+    ref: str | None = None
+    cwd: str = "."
+    install: tuple[tuple[str, ...], ...] | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    health: str = "/v1/models"
+    ready_when: str = "2xx"
+    key: str | None = None
+    models: tuple[str, ...] = ()
+    weight: int = 1
+    enabled: bool = True
+    python: str | None = None
+    description: str = ""
+    secret_env: frozenset[str] = field(default=frozenset(), metadata=_DERIVED)
+    secret_args: frozenset[int] = field(default=frozenset(), metadata=_DERIVED)
+    key_is_secret: bool = field(default=False, metadata=_DERIVED)
+    missing_secrets: tuple[str, ...] = field(default=(), metadata=_DERIVED)
+
+    @property
+    def local(self) -> bool:
+        """A provider with no repository runs from the config's folder with unigw's Python."""
+        return self.repo is None
+
+    @property
+    def default_model(self) -> str | None:
+        return self.models[0] if self.models else None
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole of providers.yaml, resolved. Paths are absolute."""
+
+    path: Path
+    gateway: GatewayConfig
+    supervisor: SupervisorConfig
+    providers: tuple[ProviderConfig, ...]
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def apis_dir(self) -> Path:
+        return (self.base_dir / self.supervisor.apis_dir).resolve()
+
+    @property
+    def state_dir(self) -> Path:
+        return (self.base_dir / self.supervisor.state_dir).resolve()
+
+    def provider(self, name: str) -> ProviderConfig | None:
+        return next((p for p in self.providers if p.name == name), None)
+
+    def redacted(self) -> dict[str, Any]:
+        """The effective settings as plain data, with every secret value replaced by ***."""
+        gw = dataclasses.asdict(self.gateway)
+        gw["api_keys"] = [REDACTED for _ in self.gateway.api_keys]
+        gw["admin_key"] = REDACTED if self.gateway.admin_key else ""
+        providers = []
+        for p in self.providers:
+            d = dataclasses.asdict(p)
+            d["env"] = {k: REDACTED if k in p.secret_env else v for k, v in p.env.items()}
+            d["key"] = REDACTED if p.key_is_secret and p.key else p.key
+            d["start"] = [REDACTED if i in p.secret_args else a for i, a in enumerate(p.start)]
+            for k in ("secret_env", "secret_args", "key_is_secret"):
+                d.pop(k)
+            d["missing_secrets"] = list(p.missing_secrets)
+            providers.append(d)
+        return {
+            "path": str(self.path),
+            "gateway": gw,
+            "supervisor": dataclasses.asdict(self.supervisor),
+            "providers": providers,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read, validate and resolve providers.yaml; raise :class:`ConfigError` listing every problem."""
+    p = Path(path).resolve()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    return loads(text, p, environ)
+
+
+def loads(text: str, path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Like :func:`load`, from text already read (``path`` names it in messages)."""
+    label = path.name
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{label}: not valid YAML: {exc}"]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{label}: the top level must be a mapping, got {kind(raw)}"])
+    env = dict(read_dotenv(path.parent / ".env"))
+    env.update(os.environ if environ is None else environ)
+    problems: list[str] = []
+    unknown_fields(raw, {"gateway", "supervisor", "providers"}, label, problems)
+    gw_raw = _resolve_gateway_secrets(_section(raw, "gateway", label, problems), env)
+    gw = fields_of(GatewayConfig, gw_raw, f"{label}: gateway", problems)
+    sup = fields_of(
+        SupervisorConfig,
+        _section(raw, "supervisor", label, problems),
+        f"{label}: supervisor",
+        problems,
+    )
+    providers = _providers(raw.get("providers"), label, env, problems)
+    _check_gateway(gw, providers, f"{label}: gateway", problems)
+    if problems:
+        raise ConfigError(problems)
+    return Config(
+        path=path,
+        gateway=GatewayConfig(**gw),
+        supervisor=SupervisorConfig(**sup),
+        providers=tuple(ProviderConfig(**p) for p in providers),
+    )
+
+
+def _section(raw: dict[str, Any], name: str, label: str, problems: list[str]) -> dict[str, Any]:
+    value = raw.get(name) or {}
+    if not isinstance(value, dict):
+        problems.append(f"{label}: {name}: must be a mapping, got {kind(value)}")
+        return {}
+    return value
+
+
+def _resolve_gateway_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    out = dict(raw)
+    keys = raw.get("api_keys")
+    if isinstance(keys, list):
+        resolved = [expand(k, env)[0] if isinstance(k, str) else k for k in keys]
+        out["api_keys"] = [k for k in resolved if k != ""]
+    if isinstance(raw.get("admin_key"), str):
+        out["admin_key"] = expand(raw["admin_key"], env)[0]
+    return out
+
+
+def _providers(
+    raw: Any, label: str, env: Mapping[str, str], problems: list[str]
+) -> list[dict[str, Any]]:
+    """Each provider's checked fields; only complete, valid ones are worth building."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        problems.append(f"{label}: providers: must be a list, got {kind(raw)}")
+        return []
+    out: list[dict[str, Any]] = []
+    names: dict[str, int] = {}
+    ports: dict[int, str] = {}
+    for i, item in enumerate(raw):
+        name = item.get("name") if isinstance(item, dict) else None
+        where = f"{label}: providers[{i}]" + (f" ({name})" if isinstance(name, str) else "")
+        if not isinstance(item, dict):
+            problems.append(f"{where}: must be a mapping, got {kind(item)}")
+            continue
+        prov = _provider(item, where, env, problems)
+        name, port = prov.get("name"), prov.get("port")
+        if name in names:
+            problems.append(
+                f"{where}: name: duplicate name {name!r} (also providers[{names[name]}])"
+            )
+        if port in ports:
+            problems.append(f"{where}: port: duplicate port {port} (also used by {ports[port]})")
+        if name is not None:
+            names.setdefault(name, i)
+        if port is not None:
+            ports.setdefault(port, str(name))
+        out.append(prov)
+    return out
+
+
+def _provider(
+    item: dict[str, Any], where: str, env: Mapping[str, str], problems: list[str]
+) -> dict[str, Any]:
+    """One provider's fields with ``${NAME}`` references resolved and secrets marked."""
+    raw = dict(item)
+    missing: list[str] = []
+    secret_env: set[str] = set()
+    if isinstance(raw.get("env"), dict):
+        resolved: dict[Any, Any] = {}
+        for k, v in raw["env"].items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                v = str(v)
+            if isinstance(v, str):
+                v, refs, miss = expand_tracked(v, env)
+                secret_env.update([str(k)] if refs else [])
+                missing += miss
+            resolved[k] = v
+        raw["env"] = resolved
+    key_is_secret = False
+    if isinstance(raw.get("key"), str):
+        raw["key"], refs, miss = expand_tracked(raw["key"], env)
+        key_is_secret = bool(refs)
+        missing += miss
+    secret_args: set[int] = set()
+    if isinstance(raw.get("start"), list):
+        start = []
+        for i, arg in enumerate(raw["start"]):
+            if isinstance(arg, str):
+                arg, refs, miss = expand_tracked(arg, env)
+                missing += miss
+                secret_args.update([i] if refs else [])
+            start.append(arg)
+        raw["start"] = start
+    fields = fields_of(ProviderConfig, raw, where, problems)
+    _check_provider(fields, where, problems)
+    fields.update(
+        secret_env=frozenset(secret_env),
+        secret_args=frozenset(secret_args),
+        key_is_secret=key_is_secret,
+        missing_secrets=tuple(dict.fromkeys(missing)),
+    )
+    return fields
+
+
+def _check_provider(p: dict[str, Any], where: str, problems: list[str]) -> None:
+    def bad(field: str, message: str) -> None:
+        problems.append(f"{where}: {field}: {message}")
+
+    name, port, runtime = p.get("name"), p.get("port"), p.get("runtime")
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        bad("name", f"must be letters, digits, '.', '_' or '-', got {name!r}")
+    if port is not None and not 1 <= port <= 65535:
+        bad("port", f"must be an integer in 1-65535, got {port}")
+    if runtime is not None and runtime not in RUNTIMES:
+        bad("runtime", f"unknown runtime {runtime!r} (known: {', '.join(RUNTIMES)})")
+    if p.get("start") == ():
+        bad("start", "must be a non-empty list of strings")
+    for arg in p.get("start", ()):
+        for ph in re.findall(r"(?<!\$)\{([^{}]*)\}", arg):
+            if ph not in PLACEHOLDERS:
+                known = ", ".join("{" + x + "}" for x in PLACEHOLDERS)
+                bad("start", f"unknown placeholder {{{ph}}} (known: {known})")
+    if p.get("repo") is not None and not p.get("ref"):
+        bad("ref", "required with repo (pin a commit, never a branch)")
+    if not p.get("health", "/").startswith("/"):
+        bad("health", f"must be a path starting with '/', got {p['health']!r}")
+    if p.get("ready_when", "2xx") not in READY_WHEN:
+        bad("ready_when", f"must be one of {', '.join(READY_WHEN)}, got {p['ready_when']!r}")
+    if p.get("weight", 1) < 1:
+        bad("weight", f"must be at least 1, got {p['weight']}")
+    cwd = Path(p.get("cwd", "."))
+    if cwd.is_absolute() or ".." in cwd.parts:
+        bad("cwd", f"must be a folder inside the clone, got {str(cwd)!r}")
+
+
+def _check_gateway(
+    gw: dict[str, Any], providers: list[dict[str, Any]], where: str, problems: list[str]
+) -> None:
+    from gateway.strategies import STRATEGIES  # the registry owns the names
+
+    strategy, port = gw.get("strategy", "round_robin"), gw.get("port", 7999)
+    if strategy not in STRATEGIES:
+        problems.append(
+            f"{where}: strategy: unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})"
+        )
+    if not 1 <= port <= 65535:
+        problems.append(f"{where}: port: must be an integer in 1-65535, got {port}")
+    unknown_model = gw.get("unknown_model", "default")
+    if unknown_model not in UNKNOWN_MODEL_POLICIES:
+        problems.append(
+            f"{where}: unknown_model: must be one of {', '.join(UNKNOWN_MODEL_POLICIES)}, "
+            f"got {unknown_model!r}"
+        )
+    if gw.get("retries", 0) < 0:
+        problems.append(f"{where}: retries: must be 0 or more, got {gw['retries']}")
+    names = {p.get("name") for p in providers}
+    for model, prefs in gw.get("routes", {}).items():
+        for name in prefs:
+            if name not in names:
+                problems.append(f"{where}: routes: {model}: unknown provider {name!r}")
+    for p in providers:
+        if p.get("port") == port:
+            problems.append(f"{where}: port: {port} is also the port of provider {p.get('name')!r}")

@@ -1,0 +1,110 @@
+"""Typed parsing of plain YAML data into dataclass fields, collecting every problem."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+
+def fields_of(cls: type, raw: dict[str, Any], where: str, problems: list[str]) -> dict[str, Any]:
+    """The fields of ``cls`` found in ``raw``, each checked against its annotation.
+
+    Unknown and missing fields and wrong types are added to ``problems``; the fields that are
+    fine are returned, so later checks can still look at them and report their problems too.
+    """
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("derived")}
+    unknown_fields(raw, set(fields), where, problems)
+    out: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                problems.append(f"{where}: {name}: missing required field")
+            continue
+        value, err = _coerce(raw[name], hints[name])
+        if err:
+            problems.append(f"{where}: {name}: {err}")
+        else:
+            out[name] = value
+    return out
+
+
+def _coerce(value: Any, tp: Any) -> tuple[Any, str | None]:
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None, None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0])
+    if tp is bool:
+        return (
+            (value, None)
+            if isinstance(value, bool)
+            else (None, f"must be true or false, got {show(value)}")
+        )
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value, None
+        return None, f"must be an integer, got {show(value)}"
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value), None
+        return None, f"must be a number, got {show(value)}"
+    if tp is str:
+        return (
+            (value, None)
+            if isinstance(value, str)
+            else (None, f"must be a string, got {show(value)}")
+        )
+    if origin is tuple:
+        return _coerce_tuple(value, args)
+    if origin is frozenset:
+        return frozenset(value), None
+    if origin is Mapping or origin is dict:
+        if not isinstance(value, dict):
+            return None, f"must be a mapping, got {show(value)}"
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                return None, f"keys must be strings, got {show(k)}"
+            cv, err = _coerce(v, args[1])
+            if err:
+                return None, f"{k}: {err}"
+            out[k] = cv
+        return out, None
+    raise TypeError(f"unsupported annotation {tp!r}")  # a programming error, not a config one
+
+
+def _coerce_tuple(value: Any, args: tuple[Any, ...]) -> tuple[Any, str | None]:
+    elem = args[0]
+    want = "a list of lists of strings" if typing.get_origin(elem) is tuple else "a list of strings"
+    if elem is str and isinstance(value, str):
+        return None, f"must be {want}, got a string {value!r} (write it as a list: [{value!r}])"
+    if not isinstance(value, list):
+        return None, f"must be {want}, got {show(value)}"
+    out = []
+    for i, v in enumerate(value):
+        cv, err = _coerce(v, elem)
+        if err:
+            return None, f"must be {want}; item {i}: {err}"
+        out.append(cv)
+    return tuple(out), None
+
+
+def unknown_fields(raw: dict[str, Any], known: set[str], where: str, problems: list[str]) -> None:
+    for key in raw:
+        if key not in known:
+            problems.append(f"{where}: {key}: unknown field (known: {', '.join(sorted(known))})")
+
+
+def kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def show(value: Any) -> str:
+    return f"{kind(value)} {value!r}" if not isinstance(value, (dict, list)) else kind(value)
