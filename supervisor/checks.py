@@ -1,0 +1,64 @@
+"""``unigw check``: what would stop providers.yaml's providers from running, found up front.
+
+The config itself was validated when it loaded; this looks at the machine: secrets the
+environment (or .env) does not supply, toolchains, and ports that something else holds.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+
+from . import instance, toolchains
+from .config import Config, ProviderConfig
+from .leftovers import port_holder
+
+
+@dataclass
+class Report:
+    """Lines to show (one per provider) and the problems that make the check fail."""
+
+    lines: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def run(config: Config) -> Report:
+    """Check every enabled provider and the gateway's port."""
+    report = Report()
+    label = config.path.name
+    ours = instance.running(config.state_dir) is not None  # our own instance holds the ports
+    if not ours and not port_free(config.gateway.host, config.gateway.port):
+        report.problems.append(f"{label}: gateway: port: {port_holder(config.gateway.port)}")
+    for p in config.providers:
+        if not p.enabled:
+            report.lines.append(f"{p.name}: disabled")
+            continue
+        report.lines.append(f"{p.name}: port {p.port}, {toolchains.describe(p, config)}")
+        report.problems += [f"{label}: {p.name}: {msg}" for msg in _provider_problems(p, config, ours)]
+    if ours:
+        report.lines.append("(unigw is running: its own ports were not checked)")
+    return report
+
+
+def _provider_problems(p: ProviderConfig, config: Config, ours: bool) -> list[str]:
+    problems = []
+    if p.missing_secrets:
+        where = config.base_dir / ".env"
+        names = ", ".join(p.missing_secrets)
+        problems.append(f"missing secret {names} (set it in the environment or in {where})")
+    problems += toolchains.check_problems(p, config)
+    if not ours and not port_free("127.0.0.1", p.port):
+        problems.append(f"port: {port_holder(p.port)}")
+    return problems
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could bind ``host:port`` now (SO_REUSEADDR, as servers set it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True

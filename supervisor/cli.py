@@ -1,0 +1,340 @@
+"""The ``unigw`` command line. Only this module knows click.
+
+Each command parses its flags, builds the config, calls one function and maps errors to exit
+codes: 0 ok, 1 error, 2 usage, 3 nothing running / cannot connect. Data goes to stdout, logs
+and progress to stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+import httpx
+
+from . import checks, instance, output
+from .client import ControlError, InstanceClient, NotRunning
+from .config import Config, ConfigError, load, loads
+
+EXIT_ERROR, EXIT_NOT_RUNNING = 1, 3
+DEMO_FILE = Path(__file__).with_name("demo.yaml")
+
+
+def _fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    click.echo(f"unigw: {message}", err=True)
+    sys.exit(code)
+
+
+def _load(path: str) -> Config:
+    try:
+        return load(path)
+    except ConfigError as exc:
+        click.echo("\n".join(exc.problems), err=True)
+        _fail(f"{path} has {len(exc.problems)} problem(s); nothing was started")
+
+
+def _demo_config() -> Config:
+    """The built-in demo, as if its file lived in the current folder (state goes to ./.unigw)."""
+    return loads(DEMO_FILE.read_text(encoding="utf-8"), Path.cwd() / "demo.yaml")
+
+
+def _control_config(path: str) -> Config:
+    """The config that says where the running instance is; the demo's when there is no file."""
+    if not Path(path).exists() and path == "providers.yaml":
+        return _demo_config()
+    return _load(path)
+
+
+config_option = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    default="providers.yaml",
+    envvar="UNIGW_CONFIG",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="providers.yaml to use (env UNIGW_CONFIG).",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="unigw")
+def cli() -> None:
+    """unigw: one OpenAI-compatible endpoint (http://127.0.0.1:7999/v1) in front of many free
+    web-chat API providers, which it clones, installs, runs, health-checks and restarts.
+
+    Try it offline with `unigw demo`; run the real providers with `unigw up`.
+    """
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def _progress(name: str, line: str) -> None:
+    click.echo(f"  [{name}] {line}", err=True)
+
+
+def _serve(config: Config, only: list[str] | None, watch: bool, verbose: bool) -> None:
+    from .runner import RunError, run
+
+    _setup_logging(verbose)
+    try:
+        asyncio.run(run(config, only=only, watch=watch, progress=_progress))
+    except RunError as exc:
+        _fail(str(exc))
+
+
+def _detach(argv: list[str], config: Config, timeout: float = 120.0) -> None:
+    """Start ``unigw`` again in the background and return once its gateway answers."""
+    log_file = config.state_dir / "logs" / "unigw.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as out:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "supervisor.cli", *argv],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+        )
+    gw = config.gateway
+    url = f"http://{'127.0.0.1' if gw.host in ('0.0.0.0', '::') else gw.host}:{gw.port}/health"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            tail = log_file.read_text(errors="replace").splitlines()[-15:]
+            click.echo("\n".join(tail), err=True)
+            _fail(f"unigw exited with code {child.returncode} before its gateway answered "
+                  f"(log: {log_file})")
+        try:
+            httpx.get(url, timeout=1.0)
+            click.echo(f"unigw is running in the background (pid {child.pid}); gateway "
+                       f"{url.removesuffix('/health')}/v1; log {log_file}; stop with `unigw down`")
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    _fail(f"the gateway did not answer within {timeout:.0f}s (pid {child.pid}, log: {log_file})")
+
+
+@cli.command()
+@config_option
+@click.option("-d", "--detach", is_flag=True, help="Run in the background; return once the gateway answers.")
+@click.option("--only", help="Comma-separated provider names to run (the others stay stopped).")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def up(config_path: str, detach: bool, only: str | None, verbose: bool) -> None:
+    """Clone what is missing, install, start the providers and the gateway.
+
+    Runs in the foreground until Ctrl-C, which stops every provider and every process they
+    started. Providers that cannot run (clone or install failed, toolchain or secret missing)
+    are marked failed with the reason; the others run. Editing providers.yaml while it runs
+    applies the change.
+    """
+    config = _load(config_path)
+    names = [n.strip() for n in only.split(",") if n.strip()] if only else None
+    unknown = [n for n in names or [] if config.provider(n) is None]
+    if unknown:
+        _fail(f"--only: unknown provider(s) {', '.join(unknown)} in {config_path}", 2)
+    if detach:
+        argv = ["up", "--config", str(config.path)] + (["--only", only] if only else [])
+        _detach(argv, config)
+    else:
+        _serve(config, names, watch=True, verbose=verbose)
+
+
+@cli.command()
+@config_option
+@click.option("-d", "--detach", is_flag=True, help="Run in the background; return once the gateway answers.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def demo(config_path: str, detach: bool, verbose: bool) -> None:
+    """The whole system offline: unigw's own echo providers on 8000-8013 stand in for the
+    fourteen real ones (same names, ports and models), behind the gateway on 7999.
+
+    Nothing is cloned and no account is needed. The built-in demo config is used; --config
+    is accepted for symmetry but ignored. State and logs go to ./.unigw.
+    """
+    config = _demo_config()
+    if detach:
+        _detach(["demo"], config)
+    else:
+        _serve(config, None, watch=False, verbose=verbose)
+
+
+@cli.command()
+@config_option
+@click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for it to stop.")
+def down(config_path: str, timeout: float) -> None:
+    """Stop the running instance: every provider, every process they started, then the gateway."""
+    config = _control_config(config_path)
+    inst = instance.running(config.state_dir)
+    if inst is None:
+        _fail(f"unigw is not running (no live instance recorded in {config.state_dir})", EXIT_NOT_RUNNING)
+    os.kill(inst.pid, 15)
+    deadline = time.monotonic() + timeout
+    while inst.alive:
+        if time.monotonic() > deadline:
+            _fail(f"unigw (pid {inst.pid}) did not stop within {timeout:.0f}s")
+        time.sleep(0.1)
+    click.echo(f"unigw stopped (pid {inst.pid})")
+
+
+def _call(config_path: str, fn: Callable[[InstanceClient], Any], timeout: float = 10.0) -> Any:
+    client = InstanceClient(_control_config(config_path), timeout=timeout)
+    try:
+        return fn(client)
+    except NotRunning as exc:
+        _fail(str(exc), EXIT_NOT_RUNNING)
+    except ControlError as exc:
+        _fail(str(exc))
+    finally:
+        client.close()
+
+
+@cli.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print GET /providers as one JSON object.")
+def status(config_path: str, as_json: bool) -> None:
+    """One row per provider: NAME PORT STATE PID UPTIME RESTARTS HEALTH REQS ERRORS LAST_ERROR."""
+    data = _call(config_path, lambda c: c.get("/providers"))
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    rows = [output.status_cells(r) for r in data.get("providers", [])]
+    click.echo(output.table(output.STATUS_COLUMNS, rows, colour_col=2, colour=output.use_colour()))
+    for r in data.get("providers", []):
+        for w in r.get("warnings") or []:
+            click.echo(f"warning: {r['name']}: {w}", err=True)
+
+
+def _control(action: str, name: str, config_path: str) -> None:
+    row = _call(config_path, lambda c: c.post(f"/providers/{name}/{action}"), timeout=300.0)
+    state = row.get("state")
+    line = f"{name}: {state}" + (f" (pid {row['pid']})" if row.get("pid") else "")
+    if state == "failed" or (action != "stop" and state != "ready"):
+        _fail(f"{line}: {row.get('last_error') or 'see unigw logs ' + name}")
+    click.echo(line)
+
+
+@cli.command()
+@config_option
+@click.argument("name")
+def start(config_path: str, name: str) -> None:
+    """Start one provider of the running instance; return once it is ready (or failed)."""
+    _control("start", name, config_path)
+
+
+@cli.command()
+@config_option
+@click.argument("name")
+def stop(config_path: str, name: str) -> None:
+    """Stop one provider of the running instance (its whole process tree)."""
+    _control("stop", name, config_path)
+
+
+@cli.command()
+@config_option
+@click.argument("name")
+def restart(config_path: str, name: str) -> None:
+    """Restart one provider; a failed one has its crash history cleared and is tried again."""
+    _control("restart", name, config_path)
+
+
+@cli.command()
+@config_option
+@click.argument("name")
+@click.option("-n", "lines", default=50, show_default=True, help="How many of the last lines.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+def logs(config_path: str, name: str, lines: int, follow: bool) -> None:
+    """A provider's captured output (clone, install and run), from .unigw/logs/NAME.log."""
+    from . import logs as logfiles
+
+    config = _control_config(config_path)
+    if config.provider(name) is None:
+        _fail(f"unknown provider {name!r} in {config.path.name}")
+    path = logfiles.log_path(config.state_dir, name)
+    if not path.exists():
+        _fail(f"no log yet for {name} ({path})")
+    for line in logfiles.tail(path, lines):
+        click.echo(line)
+    if follow:
+        try:
+            for line in logfiles.follow(path):
+                click.echo(line)
+        except KeyboardInterrupt:
+            pass
+
+
+@cli.command()
+@config_option
+@click.argument("names", nargs=-1)
+def install(config_path: str, names: tuple[str, ...]) -> None:
+    """Clone and install providers (all enabled ones, or the NAMEs given) without starting them."""
+    from .manager import Supervisor
+
+    config = _load(config_path)
+    unknown = [n for n in names if config.provider(n) is None]
+    if unknown:
+        _fail(f"unknown provider(s) {', '.join(unknown)} in {config_path}", 2)
+    _setup_logging(False)
+    sup = Supervisor(config, progress=_progress)
+    results = asyncio.run(sup.install_only(list(names) or None))
+    for name, err in results.items():
+        click.echo(f"{name}: {'installed' if err is None else 'failed: ' + err}")
+    if any(err is not None for err in results.values()):
+        sys.exit(EXIT_ERROR)
+
+
+@cli.command()
+@config_option
+def check(config_path: str) -> None:
+    """Validate providers.yaml, toolchains, free ports and secrets; exit 1 on any problem."""
+    try:
+        config = load(config_path)
+    except ConfigError as exc:
+        click.echo("\n".join(exc.problems))
+        _fail(f"{config_path}: {len(exc.problems)} problem(s)")
+    report = checks.run(config)
+    for line in report.lines:
+        click.echo(line)
+    for problem in report.problems:
+        click.echo(f"problem: {problem}")
+    if report.problems:
+        _fail(f"{len(report.problems)} problem(s) found")
+    click.echo(f"{config.path.name}: no problems")
+
+
+@cli.command()
+@config_option
+@click.argument("name", required=False)
+def strategy(config_path: str, name: str | None) -> None:
+    """Show the load-balancing strategy, or switch the running gateway to NAME."""
+    from gateway.strategies import STRATEGIES
+
+    if name is not None and name not in STRATEGIES:
+        _fail(f"unknown strategy {name!r} (known: {', '.join(STRATEGIES)})", 2)
+    if name is None:
+        current = _call(config_path, lambda c: c.get("/config"))["gateway"]["strategy"]
+    else:
+        body = {"strategy": name}
+        current = _call(config_path, lambda c: c.put("/config", json=body))["gateway"]["strategy"]
+    for s in STRATEGIES:
+        click.echo(f"{'*' if s == current else ' '} {s}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="unigw")
+
+
+if __name__ == "__main__":
+    main()

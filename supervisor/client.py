@@ -1,0 +1,65 @@
+"""The control commands' way to the running instance: its gateway's HTTP control routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from .config import Config
+from .instance import running
+
+#: A header a cross-site form cannot send; the gateway requires it on control routes.
+CLIENT_HEADER = {"X-Unigw-Client": "cli"}
+
+
+class NotRunning(Exception):
+    """No unigw instance answers; the message says where it looked."""
+
+
+class ControlError(Exception):
+    """The instance answered with an error; the message is the gateway's."""
+
+
+class InstanceClient:
+    """Talks to the gateway of the instance recorded in the config's state folder."""
+
+    def __init__(self, config: Config, timeout: float = 10.0) -> None:
+        inst = running(config.state_dir)
+        gw = config.gateway
+        host = "127.0.0.1" if gw.host in ("0.0.0.0", "::") else gw.host
+        self.url = inst.url if inst else f"http://{host}:{gw.port}"
+        headers = dict(CLIENT_HEADER)
+        if gw.admin_key:
+            headers["Authorization"] = f"Bearer {gw.admin_key}"
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
+
+    def request(self, method: str, path: str, **kw: Any) -> Any:
+        """One call; returns the JSON answer or raises NotRunning / ControlError."""
+        try:
+            resp = self._http.request(method, path, **kw)
+        except httpx.TransportError as exc:
+            raise NotRunning(
+                f"unigw is not running (no gateway answers at {self.url}: {exc})"
+            ) from None
+        try:
+            data = resp.json()
+        except ValueError:
+            data = {"error": {"message": resp.text.strip() or resp.reason_phrase}}
+        if resp.status_code >= 400:
+            err = data.get("error") if isinstance(data, dict) else None
+            msg = err.get("message") if isinstance(err, dict) else str(data)
+            raise ControlError(f"{msg} (HTTP {resp.status_code})")
+        return data
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Any:
+        return self.request("POST", path, **kw)
+
+    def put(self, path: str, **kw: Any) -> Any:
+        return self.request("PUT", path, **kw)
+
+    def close(self) -> None:
+        self._http.close()

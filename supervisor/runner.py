@@ -1,0 +1,126 @@
+"""``unigw up`` and ``unigw demo``: the supervisor and the gateway on one asyncio loop.
+
+Order of things: refuse to start when another instance runs or the gateway's port is taken;
+serve the gateway; launch the providers; watch providers.yaml; wait for SIGINT/SIGTERM (the
+handlers only set an event); then stop every provider and only after that the gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import uvicorn
+
+from gateway.app import check_bind, create_app
+
+from . import instance
+from .checks import port_free
+from .config import Config, ConfigError, load
+from .leftovers import port_holder
+from .manager import Supervisor
+
+log = logging.getLogger("unigw")
+
+
+class RunError(Exception):
+    """unigw cannot start; the message says why and what to do."""
+
+
+class _GatewayServer(uvicorn.Server):
+    """uvicorn, minus its own signal handling: the runner decides when the gateway stops."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def preflight(config: Config) -> None:
+    """Raise :class:`RunError` when this config cannot be served right now."""
+    problem = check_bind(config)
+    if problem:
+        raise RunError(problem)
+    other = instance.running(config.state_dir)
+    if other is not None:
+        raise RunError(
+            f"unigw is already running (pid {other.pid}, {other.url}); "
+            "stop it with `unigw down` first"
+        )
+    gw = config.gateway
+    if not port_free(gw.host, gw.port):
+        raise RunError(f"gateway: {port_holder(gw.port)}; set gateway.port in {config.path.name}")
+
+
+async def run(
+    config: Config,
+    *,
+    only: Sequence[str] | None = None,
+    watch: bool = True,
+    progress: Callable[[str, str], None] | None = None,
+) -> None:
+    """Serve until SIGINT or SIGTERM, then stop everything that was started."""
+    preflight(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    sup = Supervisor(config, only=only, progress=progress)
+    app = create_app(config, sup)
+    gw = config.gateway
+    server = _GatewayServer(
+        uvicorn.Config(app, host=gw.host, port=gw.port, log_level="warning", access_log=False)
+    )
+    serving = asyncio.create_task(server.serve(), name="gateway")
+    watcher: asyncio.Task[None] | None = None
+    try:
+        await _until_started(server, serving)
+        url = f"http://{gw.host}:{gw.port}"
+        instance.write(config.state_dir, url, config.path)
+        log.info("gateway on %s/v1, dashboard on %s/ (Ctrl-C stops everything)", url, url)
+        await sup.up()
+        if watch:
+            watcher = asyncio.create_task(_watch(config.path, sup, app), name="config-watch")
+        await stop.wait()
+        log.info("stopping: providers first, then the gateway")
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+        await sup.down()
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+        instance.remove(config.state_dir)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _until_started(server: uvicorn.Server, serving: asyncio.Task[None]) -> None:
+    while not server.started:
+        if serving.done():
+            exc = serving.exception()
+            raise RunError(f"the gateway could not start: {exc or 'it exited'}")
+        await asyncio.sleep(0.02)
+
+
+async def _watch(path: Path, sup: Supervisor, app: object) -> None:
+    """Apply every valid edit of providers.yaml; log an invalid one and keep the running config."""
+    from watchfiles import awatch
+
+    async for _ in awatch(path.parent, watch_filter=lambda _c, p: Path(p) == path):
+        try:
+            new = load(path)
+        except ConfigError as exc:
+            log.error("%s changed but is not valid; keeping the running config:\n%s", path, exc)
+            continue
+        changes = await sup.reload(new)
+        app.state.gateway.apply_config(new)  # type: ignore[attr-defined]
+        log.info("reloaded %s: %s", path.name, _describe(changes))
+
+
+def _describe(changes: dict[str, list[str]]) -> str:
+    parts = [f"{k} {', '.join(v)}" for k, v in changes.items() if v]
+    return "; ".join(parts) or "no provider changed"
