@@ -73,9 +73,7 @@ def error_event(status: int, message: str) -> bytes:
     return _sse("error", error_body(status, message))
 
 
-def from_chat_response(
-    resp: dict, *, model: str, stop_sequences: Sequence[str] = ()
-) -> dict:
+def from_chat_response(resp: dict, *, model: str, stop_sequences: Sequence[str] = ()) -> dict:
     """A chat.completion as an Anthropic `message` (text block first, then tool_use blocks)."""
     result = read_chat_response(resp)
     content: list[dict[str, Any]] = []

@@ -34,35 +34,35 @@ from gateway.translate_common import (
 _SKIPPED_BLOCKS = ("thinking", "redacted_thinking")
 
 
-def to_chat_request(body: object, *, stream: bool = False, model: str | None = None) -> dict:
+def to_chat_request(body: object, *, stream: bool, model: str | None = None) -> dict:
     """Validate an Anthropic Messages body and return the equivalent chat-completions request.
 
     `model`, when given (the gateway resolved it), replaces the body's model. The request streams
     if either `stream` or the body's `stream` is true.
     """
-    body = expect(body, dict, "body", "a JSON object")
-    model = model or expect(body.get("model"), str, "model", "a string")
-    max_tokens = expect(body.get("max_tokens"), int, "max_tokens", "a positive integer")
+    data: dict[str, Any] = expect(body, dict, "body", "a JSON object")
+    model = model or expect(data.get("model"), str, "model", "a string")
+    max_tokens = expect(data.get("max_tokens"), int, "max_tokens", "a positive integer")
     if max_tokens < 1:
         raise ValueError("max_tokens: must be a positive integer")
-    stream = stream or bool(optional(body.get("stream"), bool, "stream", "a boolean"))
+    stream = stream or bool(optional(data.get("stream"), bool, "stream", "a boolean"))
 
-    messages = _system_messages(body.get("system"))
-    for i, message in enumerate(expect_list(body.get("messages"), "messages")):
+    messages = _system_messages(data.get("system"))
+    for i, message in enumerate(expect_list(data.get("messages"), "messages")):
         messages.extend(_message(message, f"messages[{i}]"))
 
     out: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens}
-    set_number(out, "temperature", body.get("temperature"), "temperature")
-    set_number(out, "top_p", body.get("top_p"), "top_p")
-    if body.get("stop_sequences") is not None:
-        stops = expect_strings(body["stop_sequences"], "stop_sequences")
+    set_number(out, "temperature", data.get("temperature"), "temperature")
+    set_number(out, "top_p", data.get("top_p"), "top_p")
+    if data.get("stop_sequences") is not None:
+        stops = expect_strings(data["stop_sequences"], "stop_sequences")
         if stops:
             out["stop"] = stops
-    if body.get("tools") is not None:
-        tools = [_tool(t, f"tools[{i}]") for i, t in enumerate(expect_list(body["tools"], "tools"))]
+    if data.get("tools") is not None:
+        tools = [_tool(t, f"tools[{i}]") for i, t in enumerate(expect_list(data["tools"], "tools"))]
         out["tools"] = tools
-    if body.get("tool_choice") is not None:
-        choice = _tool_choice(body["tool_choice"])
+    if data.get("tool_choice") is not None:
+        choice = _tool_choice(data["tool_choice"])
         if "tools" in out:  # providers reject a tool_choice that has no tools to choose from
             out.update(choice)
     out["stream"] = stream
@@ -71,7 +71,7 @@ def to_chat_request(body: object, *, stream: bool = False, model: str | None = N
     return out
 
 
-def _system_messages(system: object) -> list[dict[str, Any]]:
+def _system_messages(system: Any) -> list[dict[str, Any]]:
     if system is None:
         return []
     if isinstance(system, str):
@@ -87,7 +87,7 @@ def _system_messages(system: object) -> list[dict[str, Any]]:
     return [{"role": "system", "content": "\n".join(texts)}] if texts else []
 
 
-def _message(message: object, path: str) -> list[dict[str, Any]]:
+def _message(message: Any, path: str) -> list[dict[str, Any]]:
     message = expect(message, dict, path, "an object")
     role = message.get("role")
     if role not in ("user", "assistant"):
@@ -182,7 +182,7 @@ def _tool_result(block: dict[str, Any], path: str) -> tuple[dict[str, Any], list
     return {"role": "tool", "tool_call_id": call_id, "content": text}, images
 
 
-def _block_type(block: object, path: str) -> str:
+def _block_type(block: Any, path: str) -> str:
     block = expect(block, dict, path, "a content block object")
     return expect(block.get("type"), str, f"{path}.type", "a string")
 
@@ -202,7 +202,7 @@ def _part(block: dict[str, Any], path: str) -> dict[str, Any]:
     raise ValueError(f"{path}.source.type: must be 'base64' or 'url'")
 
 
-def _tool(tool: object, path: str) -> dict[str, Any]:
+def _tool(tool: Any, path: str) -> dict[str, Any]:
     tool = expect(tool, dict, path, "an object")
     if tool.get("type") not in (None, "custom"):
         raise ValueError(f"{path}.type: unsupported tool type {tool['type']!r}")
@@ -215,7 +215,7 @@ def _tool(tool: object, path: str) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
-def _tool_choice(choice: object) -> dict[str, Any]:
+def _tool_choice(choice: Any) -> dict[str, Any]:
     choice = expect(choice, dict, "tool_choice", "an object")
     kind = choice.get("type")
     out: dict[str, Any] = {}

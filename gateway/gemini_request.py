@@ -44,24 +44,24 @@ def to_chat_request(body: object, *, stream: bool, model: str | None = None) -> 
 
     `model` comes from the URL (`models/{model}:generateContent`); a `models/` prefix is dropped.
     """
-    body = expect(body, dict, "body", "a JSON object")
+    data: dict[str, Any] = expect(body, dict, "body", "a JSON object")
     model = expect(model, str, "model", "a string").removeprefix("models/")
-    messages = _system(_get(body, "systemInstruction"))
+    messages = _system(_get(data, "systemInstruction"))
     calls = _CallIds()
-    for i, content in enumerate(expect_list(_get(body, "contents"), "contents")):
+    for i, content in enumerate(expect_list(_get(data, "contents"), "contents")):
         messages.extend(_content(content, f"contents[{i}]", calls))
     out: dict[str, Any] = {"model": model, "messages": messages}
-    _generation_config(_get(body, "generationConfig"), out)
-    if _get(body, "tools") is not None:
+    _generation_config(_get(data, "generationConfig"), out)
+    if _get(data, "tools") is not None:
         tools = [
             fn
-            for i, tool in enumerate(expect_list(_get(body, "tools"), "tools"))
+            for i, tool in enumerate(expect_list(_get(data, "tools"), "tools"))
             for fn in _functions(tool, f"tools[{i}]")
         ]
         if tools:
             out["tools"] = tools
-    if _get(body, "toolConfig") is not None:
-        choice = _tool_choice(_get(body, "toolConfig"))
+    if _get(data, "toolConfig") is not None:
+        choice = _tool_choice(_get(data, "toolConfig"))
         if choice is not None and "tools" in out:  # a choice without tools is refused upstream
             out["tool_choice"] = choice
     out["stream"] = stream
@@ -77,7 +77,7 @@ def _get(obj: dict[str, Any], camel: str) -> Any:
     return obj.get(re.sub(r"(?<!^)([A-Z])", r"_\1", camel).lower())
 
 
-def _system(system: object) -> list[dict[str, Any]]:
+def _system(system: Any) -> list[dict[str, Any]]:
     if system is None:
         return []
     if isinstance(system, str):
@@ -115,7 +115,7 @@ class _CallIds:
         return queue.pop(0)
 
 
-def _content(content: object, path: str, calls: _CallIds) -> list[dict[str, Any]]:
+def _content(content: Any, path: str, calls: _CallIds) -> list[dict[str, Any]]:
     content = expect(content, dict, path, "a Content object")
     role = optional(content.get("role"), str, f"{path}.role", "a string") or "user"
     if role not in _ROLES:
@@ -127,7 +127,7 @@ def _content(content: object, path: str, calls: _CallIds) -> list[dict[str, Any]
     return _user_turn(pairs, calls)
 
 
-def _part_kind(part: object, path: str) -> str | None:
+def _part_kind(part: Any, path: str) -> str | None:
     """The part's data field in camelCase, or None for a thought to skip."""
     part = expect(part, dict, path, "a Part object")
     if part.get("thought") is True:
@@ -161,7 +161,7 @@ def _model_turn(pairs: list[tuple[Any, str]], calls: _CallIds) -> dict[str, Any]
     return out
 
 
-def _function_call(call: object, path: str, calls: _CallIds) -> dict[str, Any]:
+def _function_call(call: Any, path: str, calls: _CallIds) -> dict[str, Any]:
     call = expect(call, dict, path, "an object")
     name = expect(call.get("name"), str, f"{path}.name", "a string")
     args = optional(call.get("args"), dict, f"{path}.args", "an object") or {}
@@ -186,7 +186,7 @@ def _user_turn(pairs: list[tuple[Any, str]], calls: _CallIds) -> list[dict[str, 
     return tool_messages
 
 
-def _function_response(response: object, path: str, calls: _CallIds) -> dict[str, Any]:
+def _function_response(response: Any, path: str, calls: _CallIds) -> dict[str, Any]:
     response = expect(response, dict, path, "an object")
     name = expect(response.get("name"), str, f"{path}.name", "a string")
     result = expect(response.get("response"), dict, f"{path}.response", "an object")
@@ -216,7 +216,7 @@ def _require_image(mime: str, path: str) -> None:
         raise ValueError(f"{path}.mimeType: only image types are supported, not {mime!r}")
 
 
-def _generation_config(config: object, out: dict[str, Any]) -> None:
+def _generation_config(config: Any, out: dict[str, Any]) -> None:
     if config is None:
         return
     config = expect(config, dict, "generationConfig", "an object")
@@ -248,7 +248,8 @@ def _generation_config(config: object, out: dict[str, Any]) -> None:
 
 
 def _response_format(config: dict[str, Any], out: dict[str, Any]) -> None:
-    mime = optional(_get(config, "responseMimeType"), str, "generationConfig.responseMimeType", "a string")
+    path = "generationConfig.responseMimeType"
+    mime = optional(_get(config, "responseMimeType"), str, path, "a string")
     if mime != "application/json":
         return
     schema = _get(config, "responseJsonSchema")
@@ -261,7 +262,7 @@ def _response_format(config: dict[str, Any], out: dict[str, Any]) -> None:
         out["response_format"] = {"type": "json_schema", "json_schema": json_format}
 
 
-def json_schema(schema: object, path: str) -> dict[str, Any]:
+def json_schema(schema: Any, path: str) -> dict[str, Any]:
     """Gemini's OpenAPI-style Schema as JSON Schema (types lower-case, `nullable` as a type)."""
     schema = expect(schema, dict, path, "a Schema object")
     out: dict[str, Any] = {}
@@ -284,26 +285,25 @@ def json_schema(schema: object, path: str) -> dict[str, Any]:
     return out
 
 
-def _functions(tool: object, path: str) -> list[dict[str, Any]]:
+def _functions(tool: Any, path: str) -> list[dict[str, Any]]:
     tool = expect(tool, dict, path, "a Tool object")
     for key in tool:
         if key not in ("functionDeclarations", "function_declarations"):
             raise ValueError(f"{path}.{key}: unsupported tool; only functionDeclarations are")
     declarations = expect_list(_get(tool, "functionDeclarations"), f"{path}.functionDeclarations")
-    return [
-        _function(d, f"{path}.functionDeclarations[{i}]") for i, d in enumerate(declarations)
-    ]
+    return [_function(d, f"{path}.functionDeclarations[{i}]") for i, d in enumerate(declarations)]
 
 
-def _function(declaration: object, path: str) -> dict[str, Any]:
+def _function(declaration: Any, path: str) -> dict[str, Any]:
     declaration = expect(declaration, dict, path, "a FunctionDeclaration object")
-    function: dict[str, Any] = {"name": expect(declaration.get("name"), str, f"{path}.name", "a string")}
+    name = expect(declaration.get("name"), str, f"{path}.name", "a string")
+    function: dict[str, Any] = {"name": name}
     description = optional(declaration.get("description"), str, f"{path}.description", "a string")
     if description:
         function["description"] = description
     if _get(declaration, "parametersJsonSchema") is not None:
-        what = "an object"
-        schema = expect(_get(declaration, "parametersJsonSchema"), dict, f"{path}.parametersJsonSchema", what)
+        value = _get(declaration, "parametersJsonSchema")
+        schema = expect(value, dict, f"{path}.parametersJsonSchema", "an object")
     elif declaration.get("parameters") is not None:
         schema = json_schema(declaration["parameters"], f"{path}.parameters")
     else:
@@ -312,7 +312,7 @@ def _function(declaration: object, path: str) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
-def _tool_choice(config: object) -> str | dict[str, Any] | None:
+def _tool_choice(config: Any) -> str | dict[str, Any] | None:
     config = expect(config, dict, "toolConfig", "an object")
     calling = _get(config, "functionCallingConfig")
     if calling is None:

@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 import click
 import httpx
 
-from . import checks, instance, output
+from . import instance, output
 from .client import ControlError, InstanceClient, NotRunning
 from .config import Config, ConfigError, load, loads
 
@@ -298,6 +298,8 @@ def install(config_path: str, names: tuple[str, ...]) -> None:
 @config_option
 def check(config_path: str) -> None:
     """Validate providers.yaml, toolchains, free ports and secrets; exit 1 on any problem."""
+    from . import checks
+
     try:
         config = load(config_path)
     except ConfigError as exc:

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import dataclasses
 import itertools
-import json
 import os
 import random
 import signal
@@ -41,6 +40,7 @@ from supervisor.echo_replies import (
     chat_completion,
     chat_stream,
     completion_stream,
+    dumps,
     parse_body,
     plan_chat,
     plan_completion,
@@ -241,7 +241,7 @@ async def _read_body(receive: Receive) -> bytes:
 
 
 async def _send_json(send: Send, status: int, obj: Any, headers: tuple = ()) -> None:
-    body = json.dumps(obj, separators=(",", ":")).encode()
+    body = dumps(obj)
     head = [JSON_TYPE, (b"content-length", str(len(body)).encode()), *headers]
     await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": body})

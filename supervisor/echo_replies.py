@@ -26,6 +26,8 @@ _PIECE = re.compile(r"\s*\S+\s*")
 _WORD = re.compile(r"\S+")
 _TOOL = re.compile(r"/tool\s+(\S+)\s*(.*)\Z", re.S)
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+
 _ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -218,9 +220,14 @@ def chat_deltas(reply: Reply) -> Iterator[dict[str, Any]]:
         yield {"content": piece}
 
 
+def dumps(obj: Any) -> bytes:
+    """Compact JSON bytes."""
+    return _ENCODER.encode(obj).encode()
+
+
 def sse(obj: Any) -> bytes:
     """One server-sent event carrying ``obj`` as JSON."""
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+    return b"data: " + dumps(obj) + b"\n\n"
 
 
 SSE_DONE = b"data: [DONE]\n\n"

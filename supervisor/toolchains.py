@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from supervisor import bootstrap
+from supervisor.bootstrap import is_plain_version, matches, version_tuple
 from supervisor.config import Config, ProviderConfig
 
 GO_NEED = ">=1.23"
@@ -74,7 +75,9 @@ class Plan:
 # Public API
 
 
-async def resolve(provider: ProviderConfig, config: Config, log: Callable[[str], None]) -> Toolchain:
+async def resolve(
+    provider: ProviderConfig, config: Config, log: Callable[[str], None]
+) -> Toolchain:
     """The provider's toolchain, bootstrapping Go or Deno first if needed (may take minutes)."""
     p = await asyncio.to_thread(plan, provider, config)
     if p.problem is not None:
@@ -86,7 +89,11 @@ async def resolve(provider: ProviderConfig, config: Config, log: Callable[[str],
         recipe = bootstrap.RECIPES[p.runtime]
         try:
             root = await bootstrap.install(
-                recipe, p.bootstrap_spec, toolchains_dir(config), log, config.supervisor.install_timeout
+                recipe,
+                p.bootstrap_spec,
+                toolchains_dir(config),
+                log,
+                config.supervisor.install_timeout,
             )
         except bootstrap.BootstrapError as exc:
             raise ToolchainError(str(exc)) from None
@@ -174,43 +181,6 @@ def prepare_env(tc: Toolchain) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Version specs: "3.12" (that release line), ">=1.23", "<=3.12", ">=1,<3", "1.25.x"
-
-
-def version_tuple(text: str) -> tuple[int, ...]:
-    """``"1.23.4"`` → ``(1, 23, 4)``; ``"go1.22rc1"`` → ``(1, 22)``; no digits → ``()``."""
-    m = re.search(r"\d+(?:\.\d+)*", text)
-    return tuple(int(x) for x in m.group(0).split(".")) if m else ()
-
-
-def matches(version: str, spec: str | None) -> bool:
-    """Whether ``version`` fits every comma-separated clause of ``spec`` (None fits all).
-
-    Each clause compares only as many components as it names, so ``<=3.12`` admits 3.12.7
-    and a bare ``3.12`` means any 3.12.x.
-    """
-    if not spec:
-        return True
-    have = version_tuple(version)
-    for clause in spec.split(","):
-        m = re.fullmatch(r"\s*(>=|<=|==|>|<|~=)?\s*v?([0-9][0-9.]*?)(?:\.[x*])?\s*", clause)
-        if not m or not have:
-            return False
-        want = version_tuple(m.group(2))
-        got = have[: len(want)]
-        op = m.group(1) or "=="
-        ok = {">=": got >= want, "<=": got <= want, ">": got > want, "<": got < want}.get(op, got == want)
-        if not ok:
-            return False
-    return True
-
-
-def is_plain_version(spec: str) -> bool:
-    """A spec naming one version or release line (``1.25.5``, ``1.25``, ``1.25.x``)."""
-    return re.fullmatch(r"v?\d+(\.\d+)*(\.[x*])?", spec.strip()) is not None
-
-
-# ---------------------------------------------------------------------------------------------
 # Go and Deno: PATH, else an earlier bootstrap, else a bootstrap
 
 
@@ -221,9 +191,14 @@ def _plan_bootstrappable(provider: ProviderConfig, config: Config) -> Plan:
     if on_path is not None and matches(on_path.version, need):
         return Plan(runtime, found=_with_env(on_path, config))
     pinned = config.supervisor.go_version if runtime == "go" else config.supervisor.deno_version
-    spec = provider.toolchain if provider.toolchain and is_plain_version(provider.toolchain) else pinned
+    spec = (
+        provider.toolchain
+        if provider.toolchain and is_plain_version(provider.toolchain)
+        else pinned
+    )
     if not matches(spec, need):
         return Plan(runtime, problem=f"{runtime} {need} is needed but the pinned version is {spec}")
+    spec = re.sub(r"\.[x*]$", "", spec.strip().removeprefix("v"))
     root = bootstrap.find_installed(bootstrap.RECIPES[runtime], spec, toolchains_dir(config))
     if root is not None:
         return Plan(runtime, found=_bootstrapped(runtime, root, config))
@@ -233,7 +208,7 @@ def _plan_bootstrappable(provider: ProviderConfig, config: Config) -> Plan:
     lacking = bootstrap.RECIPES[runtime].unavailable()
     if lacking:
         return Plan(runtime, problem=f"{why} and it cannot be bootstrapped: {lacking}")
-    return Plan(runtime, bootstrap_spec=spec.strip().removeprefix("v"))
+    return Plan(runtime, bootstrap_spec=spec)
 
 
 def _plan_path_only(runtime: str, need: str | None, config: Config) -> Plan:
@@ -258,7 +233,9 @@ def _bootstrapped(runtime: str, root: Path, config: Config) -> Toolchain:
 
 
 def _with_env(tc: Toolchain, config: Config) -> Toolchain:
-    return Toolchain(tc.runtime, tc.executable, tc.version, tc.source, tool_env(tc.runtime, config.state_dir))
+    return Toolchain(
+        tc.runtime, tc.executable, tc.version, tc.source, tool_env(tc.runtime, config.state_dir)
+    )
 
 
 def _on_path(runtime: str) -> Toolchain | None:
@@ -275,8 +252,17 @@ def _tool_version(runtime: str, exe: str) -> str | None:
     args = {"go": ("version",), "deno": ("--version",), "node": ("--version",)}[runtime]
     with tempfile.TemporaryDirectory(prefix="unigw-probe-") as tmp:
         env = dict(os.environ)
-        env.update({"HOME": tmp, "XDG_CONFIG_HOME": tmp, "XDG_CACHE_HOME": tmp, "GOTOOLCHAIN": "local",
-                    "GOTELEMETRY": "off", "DENO_DIR": tmp, "DENO_NO_UPDATE_CHECK": "1"})
+        env.update(
+            {
+                "HOME": tmp,
+                "XDG_CONFIG_HOME": tmp,
+                "XDG_CACHE_HOME": tmp,
+                "GOTOOLCHAIN": "local",
+                "GOTELEMETRY": "off",
+                "DENO_DIR": tmp,
+                "DENO_NO_UPDATE_CHECK": "1",
+            }
+        )
         out = _run_probe((exe, *args), env, tmp)
     m = re.search(r"(?:go|deno |v)(\d+\.\d+(?:\.\d+)?)", out or "")
     return m.group(1) if m else None
@@ -285,7 +271,13 @@ def _tool_version(runtime: str, exe: str) -> str | None:
 def _run_probe(argv: tuple[str, ...], env: Mapping[str, str] | None, cwd: str | None) -> str | None:
     try:
         done = subprocess.run(
-            argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=PROBE_TIMEOUT, check=False
+            argv,
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -350,32 +342,38 @@ def _pythons(want: str) -> Iterator[_Python]:
 
 
 def _python_candidates(want: str) -> Iterator[tuple[str, str]]:
+    """Interpreter paths worth probing; ones whose name says they do not fit are skipped."""
     for name in ("python3", "python"):
-        exe = shutil.which(name)
-        if exe:
+        if exe := shutil.which(name):
             yield exe, "PATH"
     for d in os.environ.get("PATH", "").split(os.pathsep):
-        for exe in _versioned_pythons(d):
-            yield exe, "PATH"
+        yield from ((exe, "PATH") for exe in _named_pythons(d, "python[0-9].*", want))
     roots = [os.environ.get("PYENV_ROOT", ""), os.path.expanduser("~/.pyenv")]
     for root in dict.fromkeys(r for r in roots if r):
-        for ver in sorted(glob.glob(os.path.join(root, "versions", "*")), key=version_tuple, reverse=True):
-            if version_tuple(os.path.basename(ver)) and not matches(os.path.basename(ver), want):
-                continue  # named after a version that does not fit: no need to run it
+        for ver in _named_pythons(os.path.join(root, "versions"), "[0-9]*", want):
             for name in ("python3", "python"):
                 if os.path.isfile(exe := os.path.join(ver, "bin", name)):
                     yield exe, "pyenv"
                     break
-    folders = ["/usr/local/bin", "/usr/bin", os.path.expanduser("~/.local/bin"), *glob.glob("/opt/python*/bin")]
-    for d in folders:
-        for exe in _versioned_pythons(d):
+    home = os.path.expanduser("~")
+    for d in ["/usr/local/bin", "/usr/bin", f"{home}/.local/bin", *glob.glob("/opt/python*/bin")]:
+        yield from ((exe, "system") for exe in _named_pythons(d, "python[0-9].*", want))
+        if d.startswith("/opt/") and os.path.isfile(exe := os.path.join(d, "python3")):
             yield exe, "system"
 
 
-def _versioned_pythons(folder: str) -> list[str]:
-    """``pythonX.Y`` files of a folder, newest first."""
-    found = [p for p in glob.glob(os.path.join(folder, "python[0-9].*")) if re.search(r"python\d+\.\d+$", p)]
-    return sorted(found, key=version_tuple, reverse=True)
+def _named_pythons(folder: str, pattern: str, want: str) -> list[str]:
+    """Entries of ``folder`` named after a version (python3.12, 3.12.1) that may fit, newest first.
+
+    A name is only a hint (the probe decides), but a name naming another version is skipped
+    without running it: probing costs a process start each, and pyenv shims are slow.
+    """
+    found = []
+    for path in glob.glob(os.path.join(folder, pattern)):
+        named = re.fullmatch(r"(?:python)?(\d+\.\d+(?:\.\d+)?)\S*", os.path.basename(path))
+        if named and matches(named.group(1), want):
+            found.append(path)
+    return sorted(found, key=lambda p: version_tuple(os.path.basename(p)), reverse=True)
 
 
 def _probe_python(path: str) -> tuple[str, str] | None:
@@ -391,7 +389,7 @@ def _probe_python(path: str) -> tuple[str, str] | None:
 def _probe_python_cached(path: str, mtime_ns: int, ino: int) -> tuple[str, str] | None:
     code = "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])"
     out = _run_probe((path, "-I", "-c", code), None, None)
-    lines = (out or "").split()
+    lines = (out or "").splitlines()
     if len(lines) != 2 or not version_tuple(lines[1]):
         return None
     return os.path.realpath(lines[0] or path), lines[1]

@@ -131,7 +131,10 @@ def test_model_argument_overrides_body_model() -> None:
 
 
 def test_stream_from_body_or_keyword_adds_usage_option() -> None:
-    for out in (to_chat_request(body(stream=True), stream=False), to_chat_request(body(), stream=True)):
+    for out in (
+        to_chat_request(body(stream=True), stream=False),
+        to_chat_request(body(), stream=True),
+    ):
         assert out["stream"] is True
         assert out["stream_options"] == {"include_usage": True}
 
@@ -155,7 +158,10 @@ def test_system_string_and_text_blocks_become_one_system_message() -> None:
 
 def test_multi_turn_text_blocks_collapse_to_strings() -> None:
     messages = [
-        {"role": "user", "content": [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}]},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}],
+        },
         {"role": "assistant", "content": [{"type": "text", "text": "ok"}]},
         {"role": "user", "content": "three"},
     ]
@@ -189,7 +195,12 @@ def test_tool_use_and_tool_result_become_tool_calls_and_tool_messages() -> None:
             "content": [
                 {"type": "thinking", "thinking": "hmm", "signature": "s"},
                 {"type": "text", "text": "Checking."},
-                {"type": "tool_use", "id": "toolu_1", "name": "weather", "input": {"city": "Paris"}},
+                {
+                    "type": "tool_use",
+                    "id": "toolu_1",
+                    "name": "weather",
+                    "input": {"city": "Paris"},
+                },
                 {"type": "tool_use", "id": "toolu_2", "name": "weather", "input": {"city": "Rome"}},
             ],
         },
@@ -233,7 +244,10 @@ def test_image_inside_tool_result_follows_as_user_message() -> None:
     out = to_chat_request(body(messages=[{"role": "user", "content": [result]}]), stream=False)
     assert out["messages"] == [
         {"role": "tool", "tool_call_id": "t1", "content": ""},
-        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/gif;base64,R0"}}]},
+        {
+            "role": "user",
+            "content": [{"type": "image_url", "image_url": {"url": "data:image/gif;base64,R0"}}],
+        },
     ]
 
 
@@ -257,7 +271,10 @@ def test_tools_and_tool_choice_are_mapped() -> None:
         ({"type": "auto"}, "auto"),
         ({"type": "any"}, "required"),
         ({"type": "none"}, "none"),
-        ({"type": "tool", "name": "weather"}, {"type": "function", "function": {"name": "weather"}}),
+        (
+            {"type": "tool", "name": "weather"},
+            {"type": "function", "function": {"name": "weather"}},
+        ),
     ]
     for choice, expected in cases:
         out = to_chat_request(body(tools=tools, tool_choice=choice), stream=False)
@@ -307,13 +324,20 @@ def test_tool_choice_without_tools_is_dropped() -> None:
             "messages[0].content[0].source.type: must be 'base64' or 'url'",
         ),
         (
-            {"messages": [{"role": "user", "content": [{"type": "tool_use", "id": "t", "name": "n"}]}]},
+            {
+                "messages": [
+                    {"role": "user", "content": [{"type": "tool_use", "id": "t", "name": "n"}]}
+                ]
+            },
             "messages[0].content[0].type: unsupported block type 'tool_use'",
         ),
         (
             {
                 "messages": [
-                    {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "n", "input": []}]}
+                    {
+                        "role": "assistant",
+                        "content": [{"type": "tool_use", "id": "t", "name": "n", "input": []}],
+                    }
                 ]
             },
             "messages[0].content[0].input: must be an object",
@@ -329,7 +353,10 @@ def test_tool_choice_without_tools_is_dropped() -> None:
         ({"stop_sequences": ["a", 1]}, "stop_sequences[1]: must be a string"),
         ({"stream": "yes"}, "stream: must be a boolean"),
         ({"tools": [{"name": "f"}]}, "tools[0].input_schema: required"),
-        ({"tools": [{"type": "web_search_20250305", "name": "web_search"}]}, "tools[0].type: unsupported"),
+        (
+            {"tools": [{"type": "web_search_20250305", "name": "web_search"}]},
+            "tools[0].type: unsupported",
+        ),
         ({"tool_choice": {"type": "sometimes"}}, "tool_choice.type: must be"),
         ({"tool_choice": {"type": "tool"}}, "tool_choice.name: required"),
     ],
@@ -353,7 +380,9 @@ def test_request_sent_by_the_sdk_translates() -> None:
     def handler(request: httpx2.Request) -> httpx2.Response:
         seen.append(json.loads(request.content))
         chat = to_chat_request(seen[-1], stream=False)
-        return httpx2.Response(200, json=from_chat_response(chat_response("ok"), model=chat["model"]))
+        return httpx2.Response(
+            200, json=from_chat_response(chat_response("ok"), model=chat["model"])
+        )
 
     client = sdk_client(handler)
     message = client.messages.create(
@@ -423,7 +452,9 @@ def test_tool_calls_become_tool_use_blocks() -> None:
         {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}},
         {"id": "call_2", "type": "function", "function": {"name": "g", "arguments": ""}},
     ]
-    out = from_chat_response(chat_response("Let me see.", finish="tool_calls", tool_calls=calls), model="m")
+    out = from_chat_response(
+        chat_response("Let me see.", finish="tool_calls", tool_calls=calls), model="m"
+    )
     assert out["content"] == [
         {"type": "text", "text": "Let me see."},
         {"type": "tool_use", "id": "call_1", "name": "f", "input": {"a": 1}},
@@ -473,7 +504,10 @@ def test_response_without_usage_or_choices_is_tolerated() -> None:
     ],
 )
 def test_error_body_uses_anthropic_error_types(status: int, kind: str) -> None:
-    assert error_body(status, "boom") == {"type": "error", "error": {"type": kind, "message": "boom"}}
+    assert error_body(status, "boom") == {
+        "type": "error",
+        "error": {"type": kind, "message": "boom"},
+    }
 
 
 def test_error_event_is_an_sse_error_event() -> None:
@@ -545,7 +579,13 @@ def test_text_then_tool_call_split_across_chunks_rebuilds_in_sdk() -> None:
         for t, d in parsed
         if t == "content_block_delta" and d["delta"]["type"] == "input_json_delta"
     ]
-    assert json_deltas == [(1, '{"ci'), (1, 'ty": "Par'), (1, 'is"}'), (2, '{"city"'), (2, ': "Rome"}')]
+    assert json_deltas == [
+        (1, '{"ci'),
+        (1, 'ty": "Par'),
+        (1, 'is"}'),
+        (2, '{"city"'),
+        (2, ': "Rome"}'),
+    ]
     stops = [d["index"] for t, d in parsed if t == "content_block_stop"]
     assert stops == [0, 1, 2]
 
@@ -595,7 +635,9 @@ def test_empty_stream_is_still_a_well_formed_message() -> None:
     assert [t for t, _ in parsed] == ["message_start", "message_delta", "message_stop"]
 
 
-@pytest.mark.parametrize(("finish", "stop_reason"), [("length", "max_tokens"), ("content_filter", "refusal")])
+@pytest.mark.parametrize(
+    ("finish", "stop_reason"), [("length", "max_tokens"), ("content_filter", "refusal")]
+)
 def test_stream_finish_reasons_map(finish: str, stop_reason: str) -> None:
     parsed = parse_sse(run_stream([chunk({"content": "x"}, finish=finish)]))
     assert parsed[-2][1]["delta"]["stop_reason"] == stop_reason
@@ -629,7 +671,9 @@ def test_failure_mid_stream_ends_with_error_event_and_no_message_stop() -> None:
 
 def test_timeout_before_first_chunk_is_a_timeout_error_event() -> None:
     parsed = parse_sse(run_stream([], fail=TimeoutError("slow")))
-    assert parsed == [("error", {"type": "error", "error": {"type": "timeout_error", "message": "slow"}})]
+    assert parsed == [
+        ("error", {"type": "error", "error": {"type": "timeout_error", "message": "slow"}})
+    ]
 
 
 def test_stream_closes_its_upstream_iterator() -> None:

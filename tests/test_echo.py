@@ -301,6 +301,7 @@ def test_hang_after_zero_hangs_from_the_start(spawn: Callable[..., EchoProc]) ->
     echo = spawn("--hang-after", "0", wait="port")
     with pytest.raises(httpx.TimeoutException):
         httpx.get(echo.url + "/health", timeout=0.3)
+    httpx.post(echo.url + "/_echo/config", json={"hang": False})  # lets it stop at once
 
 
 def test_exit_at_start_prints_and_exits_with_the_code(spawn: Callable[..., EchoProc]) -> None:

@@ -1,0 +1,95 @@
+"""The restart policy: when to restart a provider that exited, and when to give up.
+
+A pure object with no I/O and an injectable clock and random source, so it is tested with a fake
+clock. The supervisor asks it one question after every exit (or liveness failure):
+:meth:`RestartPolicy.on_exit` answers with a delay to wait before the next start, or ``None``
+when the exits form a crash loop and the provider should be marked ``failed``.
+
+- The delay starts at ``initial`` and doubles on each exit up to ``maximum``; jitter shortens
+  it by up to ``jitter`` (a fraction), so providers that died together do not restart together,
+  and the cap is never exceeded.
+- A provider that stayed ready for ``reset_after`` seconds starts again from ``initial``.
+- ``crash_loop_max`` exits within ``crash_loop_window`` seconds is a crash loop.
+- :meth:`reset` forgets everything (``unigw restart NAME`` of a failed provider, or the retry
+  after the failed cool-down).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from supervisor.config import SupervisorConfig
+
+
+@dataclass
+class RestartPolicy:
+    """Capped exponential restart delays with jitter, reset after stability, crash-loop limit."""
+
+    initial: float
+    maximum: float
+    reset_after: float
+    crash_loop_max: int
+    crash_loop_window: float
+    jitter: float = 0.2
+    clock: Callable[[], float] = time.monotonic
+    rand: Callable[[], float] = random.random
+    attempt: int = 0
+    _exits: deque[float] = field(default_factory=deque, repr=False)
+    _ready_since: float | None = None
+
+    @classmethod
+    def from_settings(cls, settings: SupervisorConfig) -> RestartPolicy:
+        """The policy that ``supervisor:`` in providers.yaml describes."""
+        return cls(
+            initial=settings.backoff_initial,
+            maximum=settings.backoff_max,
+            reset_after=settings.backoff_reset_after,
+            crash_loop_max=settings.crash_loop_max,
+            crash_loop_window=settings.crash_loop_window,
+        )
+
+    def on_ready(self) -> None:
+        """The provider became ready: start timing how long it stays that way."""
+        if self._ready_since is None:
+            self._ready_since = self.clock()
+
+    def on_not_ready(self) -> None:
+        """The provider left ready; if it had been ready long enough, forget the backoff."""
+        if self._ready_since is not None and self.clock() - self._ready_since >= self.reset_after:
+            self.attempt = 0
+        self._ready_since = None
+
+    def on_exit(self) -> float | None:
+        """The provider exited or failed liveness: seconds to wait, or None for a crash loop."""
+        self.on_not_ready()
+        now = self.clock()
+        self._exits.append(now)
+        while self._exits and now - self._exits[0] > self.crash_loop_window:
+            self._exits.popleft()
+        if len(self._exits) >= self.crash_loop_max:
+            return None
+        return self.next_delay()
+
+    def next_delay(self) -> float:
+        """The delay for the current attempt (then count the attempt)."""
+        base = min(self.maximum, self.initial * (2 ** min(self.attempt, 62)))
+        self.attempt += 1
+        return base * (1.0 - self.jitter * self.rand())
+
+    @property
+    def recent_exits(self) -> int:
+        """Exits counted in the current crash-loop window."""
+        now = self.clock()
+        return sum(1 for t in self._exits if now - t <= self.crash_loop_window)
+
+    def reset(self) -> None:
+        """Forget every exit and the backoff (a fresh start)."""
+        self.attempt = 0
+        self._exits.clear()
+        self._ready_since = None

@@ -1,0 +1,245 @@
+"""Child processes: spawn one in its own session, read its output, stop its whole tree.
+
+A provider is started with an argv list (never a shell) as the leader of a new session and
+process group (``start_new_session=True``), so one signal to the group reaches everything it
+started, and a Ctrl-C in unigw's terminal does not reach it directly. Its stdout and stderr share
+one pipe, read by an asyncio task into the provider's :class:`~supervisor.logs.ProviderLog`; the
+event loop never waits on a child.
+
+:func:`stop_tree` is the one way a process tree ends. It also finds what escaped the group:
+the leader's descendants (``psutil`` ``children(recursive=True)``) and any process left in its
+session or group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from supervisor.logs import ProviderLog
+
+READ_CHUNK = 65536
+_POLL = 0.05
+
+
+class SpawnError(Exception):
+    """The program could not be executed at all (not found, not executable)."""
+
+
+@dataclass
+class Child:
+    """One running process tree, led by ``proc``, with the task pumping its output."""
+
+    proc: asyncio.subprocess.Process
+    create_time: float
+    started: float
+    pump: asyncio.Task[None]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode
+
+
+async def spawn(
+    argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: ProviderLog
+) -> Child:
+    """Start ``argv`` in a new session with its output going to ``log``."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            cwd=str(cwd),
+            env=dict(env),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise SpawnError(f"cannot run {argv[0]}: {exc.strerror or exc}") from None
+    try:
+        create_time = psutil.Process(proc.pid).create_time()
+    except psutil.Error:
+        create_time = time.time()
+    assert proc.stdout is not None
+    pump = asyncio.create_task(_pump(proc.stdout, log), name=f"log-pump-{proc.pid}")
+    return Child(proc=proc, create_time=create_time, started=time.monotonic(), pump=pump)
+
+
+async def _pump(stream: asyncio.StreamReader, log: ProviderLog) -> None:
+    """Copy the child's output into its log until the pipe closes; never stall the child."""
+    while True:
+        chunk = await stream.read(READ_CHUNK)
+        if not chunk:
+            return
+        try:
+            log.write(chunk)
+        except OSError:
+            pass  # a full disk must not block the child: drop the output, keep draining
+
+
+def snapshot(pid: int) -> list[psutil.Process]:
+    """The leader, its descendants and every process in its session or group (blocking)."""
+    found: dict[int, psutil.Process] = {}
+    with contextlib.suppress(psutil.Error):
+        leader = psutil.Process(pid)
+        found[pid] = leader
+        for p in leader.children(recursive=True):
+            found[p.pid] = p
+    for p in psutil.process_iter():
+        if p.pid in found or p.pid == os.getpid():
+            continue
+        with contextlib.suppress(OSError, psutil.Error):
+            if os.getsid(p.pid) == pid or os.getpgid(p.pid) == pid:
+                found[p.pid] = p
+    return [p for p in found.values() if not gone(p)]
+
+
+def gone(p: psutil.Process) -> bool:
+    """True once a process has exited (a zombie counts as exited: it holds nothing)."""
+    try:
+        return not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+async def stop_tree(
+    child: Child, grace: float, port: int | None = None, port_wait: float = 5.0
+) -> list[int]:
+    """Stop a child and everything it started; return the pids that would not die."""
+    # 1. Snapshot the tree first: once the leader dies its children are re-parented to init
+    #    and can no longer be found through it.
+    procs = await asyncio.to_thread(snapshot, child.pid)
+    # 2. SIGTERM the process group, and the members that left the group, to let them clean up.
+    _signal_all(child.pid, procs, signal.SIGTERM)
+    # 3. Wait up to the grace period for the leader and the whole tree to exit.
+    await _wait_gone(child, procs, grace)
+    # 4. SIGKILL the group and every survivor, including anything started during the grace.
+    procs = _merge(procs, await asyncio.to_thread(snapshot, child.pid))
+    _signal_all(child.pid, procs, signal.SIGKILL)
+    # 5. Reap the leader and wait until every killed process is really gone.
+    await _wait_gone(child, procs, 5.0)
+    # 6. Wait until the port is free (the kernel releases it once no process holds it).
+    if port is not None:
+        await wait_port_free(port, port_wait)
+    # 7. Close the log pipe: let the pump drain what is left; something that escaped the tree
+    #    while keeping the pipe open must not keep us waiting.
+    await close_pump(child)
+    return [p.pid for p in procs if not gone(p)]
+
+
+def _signal_all(pgid: int, procs: list[psutil.Process], sig: signal.Signals) -> None:
+    """Signal the group (only if it verifiably still exists) and each listed process."""
+    if any(_pgid(p) == pgid for p in procs):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.send_signal(sig)
+
+
+def _pgid(p: psutil.Process) -> int | None:
+    try:
+        return None if gone(p) else os.getpgid(p.pid)
+    except OSError:
+        return None
+
+
+def _merge(a: list[psutil.Process], b: list[psutil.Process]) -> list[psutil.Process]:
+    seen = {p.pid for p in a}
+    return a + [p for p in b if p.pid not in seen]
+
+
+async def _wait_gone(child: Child, procs: list[psutil.Process], timeout: float) -> bool:
+    """Wait until the leader is reaped and every listed process is gone."""
+    deadline = time.monotonic() + timeout
+    waiter = asyncio.ensure_future(child.proc.wait())
+    try:
+        while not (child.returncode is not None and all(gone(p) for p in procs)):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.wait({waiter}, timeout=_POLL)
+        return True
+    finally:
+        waiter.cancel()
+
+
+async def close_pump(child: Child, timeout: float = 2.0) -> None:
+    """Wait for the output pump to finish, cancelling it after ``timeout``."""
+    with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+        await asyncio.wait_for(asyncio.shield(child.pump), timeout)
+    if not child.pump.done():
+        child.pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await child.pump
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True if ``host:port`` can be bound now (a listener on any address makes it busy)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+async def wait_port_free(port: int, timeout: float) -> bool:
+    """Poll until the port can be bound, up to ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not port_is_free(port):
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(_POLL * 2)
+    return True
+
+
+@dataclass
+class TreeSample:
+    """CPU, memory and listening sockets of a whole process tree, at one moment."""
+
+    cpu_percent: float = 0.0
+    rss_bytes: int = 0
+    listens: set[tuple[str, int]] = field(default_factory=set)
+    pids: list[int] = field(default_factory=list)
+
+
+class TreeSampler:
+    """Samples a tree; keeps psutil objects between calls so cpu_percent measures an interval."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._procs: dict[int, psutil.Process] = {}
+
+    def sample(self) -> TreeSample:
+        """Blocking (reads /proc): call it through ``asyncio.to_thread``."""
+        out = TreeSample()
+        try:
+            leader = psutil.Process(self.pid)
+            current = [leader, *leader.children(recursive=True)]
+        except psutil.Error:
+            return out
+        self._procs = {p.pid: self._procs.get(p.pid, p) for p in current}
+        for p in self._procs.values():
+            with contextlib.suppress(psutil.Error):
+                with p.oneshot():
+                    out.cpu_percent += p.cpu_percent(None)
+                    out.rss_bytes += p.memory_info().rss
+                out.pids.append(p.pid)
+                for c in p.net_connections(kind="inet"):
+                    if c.status == psutil.CONN_LISTEN and c.laddr:
+                        out.listens.add((c.laddr.ip, c.laddr.port))
+        return out
