@@ -10,12 +10,15 @@ An install goes into ``<toolchains>/.partial-<tool>-XXXX`` and is renamed to
 whole toolchain. Concurrent installs of one toolchain in one event loop share the work through a
 lock; two unigw processes racing both install, and the second rename loses harmlessly.
 
+Version specs (``1.25.5``, ``1.25``, ``>=1.23``, ``>=1,<3``) are matched by :func:`matches`.
 The one error is :class:`BootstrapError`; :mod:`supervisor.toolchains` turns it into its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import collections.abc
 import importlib.util
 import json
 import os
@@ -198,6 +201,7 @@ def _commit(recipe: Recipe, tmp: Path, toolchains: Path, log: Callable[[str], No
     if not recipe.binary(tmp).is_file():
         raise BootstrapError(f"{recipe.tool} {version} from {recipe.registry} has no binary")
     final = toolchains / f"{recipe.tool}-{version}"
+    tmp.chmod(0o755)  # mkdtemp made it private; a toolchain is ordinary readable software
     try:
         os.rename(tmp, final)
     except OSError:
@@ -221,14 +225,14 @@ async def _run(
         start_new_session=True,
     )
     what = f"bootstrapping {recipe.tool} {spec} from {recipe.registry}"
-    last: list[str] = [""]
+    tail: collections.deque[str] = collections.deque(maxlen=20)
 
     async def pump() -> int:
         assert proc.stdout is not None
         async for raw in proc.stdout:
             line = raw.decode(errors="replace").rstrip()
             if line:
-                last[0] = line
+                tail.append(line)
                 log(f"{recipe.tool} bootstrap: {line}")
         return await proc.wait()
 
@@ -241,7 +245,14 @@ async def _run(
             _kill_group(proc.pid)
             await proc.wait()
     if code != 0:
-        raise BootstrapError(f"{what} failed (exit {code}): {last[0]}")
+        raise BootstrapError(f"{what} failed (exit {code}): {_gist(tail)}")
+
+
+def _gist(tail: collections.abc.Iterable[str]) -> str:
+    """The installer's error lines among its last words (else its very last line)."""
+    lines = list(tail)
+    errors = [ln for ln in lines if re.search(r"\berror\b", ln, re.IGNORECASE)][:3]
+    return "; ".join(errors) if errors else (lines[-1] if lines else "no output")
 
 
 def _kill_group(pid: int) -> None:

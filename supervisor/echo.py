@@ -18,7 +18,6 @@ the API key and never hangs, so a test can always look inside and release a hang
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import itertools
@@ -29,14 +28,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import uvicorn
 
+from supervisor.echo_config import EchoConfig, Knobs, Stats, parse_config
 from supervisor.echo_replies import (
     EchoError,
+    Headers,
     chat_completion,
     chat_stream,
     completion_stream,
@@ -53,184 +53,16 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Handler = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-ENV_PREFIX = "UNIGW_ECHO_"
 CRASH_EXIT_CODE = 3
 JSON_TYPE = (b"content-type", b"application/json")
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
-
-
-# -- parsing one knob from a string (a flag, an env var, or str() of a JSON value) --------------
-
-def _seconds(raw: str) -> float:
-    value = float(raw)
-    if not value >= 0:
-        raise ValueError(f"{raw!r} is not a number of seconds >= 0")
-    return value
-
-
-def _fraction(raw: str) -> float:
-    value = float(raw)
-    if not 0 <= value <= 1:
-        raise ValueError(f"{raw!r} is not between 0 and 1")
-    return value
-
-
-def _count(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise ValueError(f"{raw!r} is negative")
-    return value
-
-
-def _status(raw: str) -> int:
-    value = int(raw)
-    if not 200 <= value <= 599:
-        raise ValueError(f"{raw!r} is not an HTTP status between 200 and 599")
-    return value
-
-
-def _retry_after(raw: str) -> str:
-    return f"{_seconds(raw):g}"
-
-
-def _models(raw: str) -> tuple[str, ...]:
-    models = tuple(m.strip() for m in raw.split(",") if m.strip())
-    if not models:
-        raise ValueError("needs at least one model id")
-    return models
-
-
-def _flag(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"{raw!r} is not a boolean")
-
-
-def _opt(default: Any, parse: Callable[[str], Any], help: str) -> Any:
-    """A config field: its default, how to parse it from text, and its --help line."""
-    return dataclasses.field(default=default, metadata={"parse": parse, "help": help})
-
-
-@dataclasses.dataclass(frozen=True)
-class EchoConfig:
-    """The echo provider's start-up settings; each field is a flag and an env var."""
-
-    host: str = _opt("127.0.0.1", str, "interface to bind")
-    port: int = _opt(8000, int, "TCP port (env also PORT)")
-    models: tuple[str, ...] = _opt(("echo-1", "echo-2"), _models, "comma-separated model ids")
-    api_key: str | None = _opt(None, str, "require 'Authorization: Bearer KEY' on /v1/*")
-    latency: float = _opt(0.0, _seconds, "seconds before answering / before the first chunk")
-    chunk_delay: float = _opt(0.0, _seconds, "seconds between stream chunks")
-    error_rate: float = _opt(0.0, _fraction, "fraction of /v1/* requests answered 500")
-    status: int | None = _opt(None, _status, "answer every /v1/* request with this status")
-    retry_after: str | None = _opt(None, _retry_after, "Retry-After seconds with --status")
-    crash_after: int | None = _opt(None, _count, "exit(3) after N /v1/* answers")
-    crash_mid_stream: int | None = _opt(None, _count, "exit(3) after K content chunks")
-    hang_after: int | None = _opt(None, _count, "after N /v1/* requests, never answer again")
-    startup_delay: float = _opt(0.0, _seconds, "sleep S seconds before binding the port")
-    exit_at_start: int | None = _opt(None, int, "exit with this code before binding")
-    ignore_sigterm: bool = _opt(False, _flag, "ignore SIGTERM")
-    strict_models: bool = _opt(False, _flag, "404 model_not_found for unknown models")
-    spawn_child: bool = _opt(False, _flag, "spawn a grandchild that sleeps forever")
-    seed: int = _opt(0, int, "seed of the error-rate random generator")
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m supervisor.echo",
-        description="unigw echo provider: an OpenAI-compatible server that echoes the prompt.",
-        epilog=f"Every flag is also an environment variable {ENV_PREFIX}<NAME>; the flag wins.",
-    )
-    for f in dataclasses.fields(EchoConfig):
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f"{f.metadata['help']} (env {ENV_PREFIX}{f.name.upper()})"
-        if f.metadata["parse"] is _flag:
-            parser.add_argument(flag, action="store_const", const="1", help=help_text)
-        else:
-            parser.add_argument(flag, metavar=f.name.upper(), help=help_text)
-    return parser
-
-
-def parse_config(argv: list[str] | None, environ: Mapping[str, str]) -> EchoConfig:
-    """Build the config from flags, then ``UNIGW_ECHO_*`` (and ``PORT``), then defaults."""
-    parser = _build_parser()
-    args = vars(parser.parse_args(argv))
-    values: dict[str, Any] = {}
-    for f in dataclasses.fields(EchoConfig):
-        env_name = ENV_PREFIX + f.name.upper()
-        raw, source = args[f.name], "--" + f.name.replace("_", "-")
-        if raw is None and environ.get(env_name):
-            raw, source = environ[env_name], env_name
-        if raw is None and f.name == "port" and environ.get("PORT"):
-            raw, source = environ["PORT"], "PORT"
-        if raw is None:
-            continue
-        try:
-            values[f.name] = f.metadata["parse"](raw)
-        except ValueError as exc:
-            parser.error(f"{source}: {exc}")
-    return EchoConfig(**values)
-
-
-# -- run-time state ---------------------------------------------------------------------------
-
-_KNOB_PARSERS: dict[str, Callable[[str], Any]] = {
-    "latency": _seconds, "chunk_delay": _seconds, "error_rate": _fraction,
-    "status": _status, "retry_after": _retry_after, "hang": _flag,
-}
-_NULLABLE = {"status", "retry_after"}
-
-
-@dataclasses.dataclass
-class Knobs:
-    """The behaviour knobs that ``POST /_echo/config`` may change while running."""
-
-    latency: float
-    chunk_delay: float
-    error_rate: float
-    status: int | None
-    retry_after: str | None
-    hang: bool = False
-
-    def update(self, changes: dict[str, Any]) -> None:
-        """Validate every change first, then apply them all (raise ``EchoError`` 400)."""
-        parsed: dict[str, Any] = {}
-        for name, value in changes.items():
-            parse = _KNOB_PARSERS.get(name)
-            if parse is None:
-                raise EchoError(400, f"unknown knob {name!r}; known: {sorted(_KNOB_PARSERS)}")
-            if value is None and name in _NULLABLE:
-                parsed[name] = None
-                continue
-            try:
-                parsed[name] = parse(str(value))
-            except ValueError as exc:
-                raise EchoError(400, f"knob {name!r}: {exc}") from None
-        for name, value in parsed.items():
-            setattr(self, name, value)
-
-
-@dataclasses.dataclass
-class Stats:
-    """Counters shown by ``GET /_echo/stats``."""
-
-    requests: int = 0
-    answered: int = 0
-    in_flight: int = 0
-    streams_started: int = 0
-    streams_completed: int = 0
-    streams_cancelled: int = 0
-    by_path: Counter[str] = dataclasses.field(default_factory=Counter)
 
 
 # -- the ASGI app ---------------------------------------------------------------------------------
 
 async def _read_body(receive: Receive) -> bytes:
     message = await receive()
-    body = message.get("body", b"")
+    body: bytes = message.get("body", b"")
     if not message.get("more_body"):
         return body
     parts = [body]
@@ -240,7 +72,7 @@ async def _read_body(receive: Receive) -> bytes:
     return b"".join(parts)
 
 
-async def _send_json(send: Send, status: int, obj: Any, headers: tuple = ()) -> None:
+async def _send_json(send: Send, status: int, obj: Any, headers: Headers = ()) -> None:
     body = dumps(obj)
     head = [JSON_TYPE, (b"content-length", str(len(body)).encode()), *headers]
     await send({"type": "http.response.start", "status": status, "headers": head})
@@ -253,7 +85,8 @@ async def _wait_disconnect(receive: Receive) -> None:
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
-    for key, value in scope["headers"]:
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for key, value in headers:
         if key == name:
             return value
     return None
@@ -410,7 +243,7 @@ class EchoApp:
             else:
                 self.stats.streams_cancelled += 1
 
-    async def _pump(self, events: Iterator[tuple[bool, bytes]], watcher: asyncio.Future,
+    async def _pump(self, events: Iterator[tuple[bool, bytes]], watcher: asyncio.Future[None],
                     send: Send) -> bool:
         """Send every event; False as soon as the client has gone."""
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})

@@ -26,6 +26,8 @@ _PIECE = re.compile(r"\s*\S+\s*")
 _WORD = re.compile(r"\S+")
 _TOOL = re.compile(r"/tool\s+(\S+)\s*(.*)\Z", re.S)
 
+Headers = tuple[tuple[bytes, bytes], ...]
+
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 _ERROR_TYPES = {
@@ -42,13 +44,13 @@ class EchoError(Exception):
     """An answer in the OpenAI error envelope: ``{"error": {"message", "type", "code"}}``."""
 
     def __init__(
-        self, status: int, message: str, code: str | None = None, headers: tuple = ()
+        self, status: int, message: str, code: str | None = None, headers: Headers = ()
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
-        self.headers: tuple[tuple[bytes, bytes], ...] = headers
+        self.headers = headers
 
     def body(self) -> dict[str, Any]:
         """The JSON body of this error."""

@@ -21,6 +21,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,20 @@ def record(state_dir: Path, name: str, pid: int, create_time: float, port: int) 
 def forget(state_dir: Path, name: str) -> None:
     """The recorded process has been stopped."""
     (records_dir(state_dir) / f"{name}.json").unlink(missing_ok=True)
+
+
+def ours(state_dir: Path, name: str) -> Callable[[psutil.Process], bool]:
+    """A test for processes this supervisor started for provider ``name`` (by marker)."""
+    want = {MARK_STATE: str(state_dir), MARK_OWNER: owner_mark(), MARK_PROVIDER: name}
+
+    def belongs(p: psutil.Process) -> bool:
+        try:
+            env = p.environ()
+        except (psutil.Error, OSError):
+            return False
+        return all(env.get(k) == v for k, v in want.items())
+
+    return belongs
 
 
 def find_leftovers(state_dir: Path) -> list[psutil.Process]:

@@ -42,8 +42,10 @@ class ProviderLog:
         self.backups = max(0, backups)
         self._file: BinaryIO | None = None
         self._size = 0
+        self._midline = False
         self._lines: deque[str] = deque(maxlen=keep_lines)
         self._partial = b""
+        self.on_line: Callable[[str], None] | None = None  # sees each output line (progress)
 
     def write(self, data: bytes) -> None:
         """Append a chunk of the provider's output."""
@@ -55,7 +57,8 @@ class ProviderLog:
     def note(self, message: str) -> None:
         """Append one line from the supervisor itself, with a time stamp."""
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        self._append(f"{NOTE_PREFIX} {stamp}] {message}\n".encode())
+        start = "\n" if self._midline else ""  # the output's unfinished line stays its own
+        self._append(f"{start}{NOTE_PREFIX} {stamp}] {message}\n".encode())
 
     def last_lines(self, n: int) -> list[str]:
         """The last ``n`` lines the provider printed (not the supervisor's notes)."""
@@ -82,7 +85,10 @@ class ProviderLog:
         parts = (self._partial + data).split(b"\n")
         self._partial = parts.pop()[-_PARTIAL_MAX:]
         for raw in parts[-(self._lines.maxlen or 1):]:
-            self._lines.append(raw.rstrip(b"\r").decode("utf-8", "replace"))
+            line = raw.rstrip(b"\r").decode("utf-8", "replace")
+            self._lines.append(line)
+            if self.on_line is not None and line.strip():
+                self.on_line(line)
 
     def _append(self, data: bytes) -> None:
         if len(data) > self.max_bytes:
@@ -92,6 +98,7 @@ class ProviderLog:
         if self._size and self._size + len(data) > self.max_bytes:
             self._rotate()
         assert self._file is not None
+        self._midline = not data.endswith(b"\n")
         self._file.write(data)
         self._file.flush()
         self._size += len(data)

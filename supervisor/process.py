@@ -19,7 +19,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -90,8 +90,12 @@ async def _pump(stream: asyncio.StreamReader, log: ProviderLog) -> None:
             pass  # a full disk must not block the child: drop the output, keep draining
 
 
-def snapshot(pid: int) -> list[psutil.Process]:
-    """The leader, its descendants and every process in its session or group (blocking)."""
+Belongs = Callable[[psutil.Process], bool]
+
+
+def snapshot(pid: int, belongs: Belongs | None = None) -> list[psutil.Process]:
+    """The leader, its descendants, every process in its session or group, and every process
+    for which ``belongs`` is true (such as one that double-forked out of the tree). Blocking."""
     found: dict[int, psutil.Process] = {}
     with contextlib.suppress(psutil.Error):
         leader = psutil.Process(pid)
@@ -103,6 +107,8 @@ def snapshot(pid: int) -> list[psutil.Process]:
             continue
         with contextlib.suppress(OSError, psutil.Error):
             if os.getsid(p.pid) == pid or os.getpgid(p.pid) == pid:
+                found[p.pid] = p
+            elif belongs is not None and belongs(p):
                 found[p.pid] = p
     return [p for p in found.values() if not gone(p)]
 
@@ -116,18 +122,26 @@ def gone(p: psutil.Process) -> bool:
 
 
 async def stop_tree(
-    child: Child, grace: float, port: int | None = None, port_wait: float = 5.0
+    child: Child,
+    grace: float,
+    port: int | None = None,
+    *,
+    belongs: Belongs | None = None,
+    port_wait: float = 5.0,
 ) -> list[int]:
-    """Stop a child and everything it started; return the pids that would not die."""
+    """Stop a child and everything it started; return the pids that would not die.
+
+    ``belongs`` also claims processes found outside the tree (see :func:`snapshot`).
+    """
     # 1. Snapshot the tree first: once the leader dies its children are re-parented to init
     #    and can no longer be found through it.
-    procs = await asyncio.to_thread(snapshot, child.pid)
+    procs = await asyncio.to_thread(snapshot, child.pid, belongs)
     # 2. SIGTERM the process group, and the members that left the group, to let them clean up.
     _signal_all(child.pid, procs, signal.SIGTERM)
     # 3. Wait up to the grace period for the leader and the whole tree to exit.
     await _wait_gone(child, procs, grace)
     # 4. SIGKILL the group and every survivor, including anything started during the grace.
-    procs = _merge(procs, await asyncio.to_thread(snapshot, child.pid))
+    procs = _merge(procs, await asyncio.to_thread(snapshot, child.pid, belongs))
     _signal_all(child.pid, procs, signal.SIGKILL)
     # 5. Reap the leader and wait until every killed process is really gone.
     await _wait_gone(child, procs, 5.0)

@@ -91,7 +91,9 @@ async def ensure_checkout(
 def _clone(url: str, ref: str, dest: Path, progress: _Progress) -> str:
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        repo = git.Repo.clone_from(url, dest, progress=progress, env=GIT_ENV, no_checkout=True)
+        repo = git.Repo.clone_from(
+            url, dest, progress=progress, env=GIT_ENV, no_checkout=True  # type: ignore[arg-type]
+        )
     except GitCommandError as exc:
         raise RepoError(f"clone failed: {_git_words(exc, progress)}") from None
     with repo:

@@ -44,6 +44,8 @@ from supervisor.config import Config, ProviderConfig
 GO_NEED = ">=1.23"
 DENO_NEED = ">=1,<3"
 PROBE_TIMEOUT = 20.0
+# where interpreters are looked for after PATH and pyenv
+PYTHON_DIRS = ("/usr/local/bin", "/usr/bin", "~/.local/bin", "/opt/python*/bin")
 
 
 class ToolchainError(Exception):
@@ -82,25 +84,22 @@ async def resolve(
     p = await asyncio.to_thread(plan, provider, config)
     if p.problem is not None:
         raise ToolchainError(p.problem)
-    if p.found is not None:
-        tc = p.found
-    else:
-        assert p.bootstrap_spec is not None
-        recipe = bootstrap.RECIPES[p.runtime]
-        try:
-            root = await bootstrap.install(
-                recipe,
-                p.bootstrap_spec,
-                toolchains_dir(config),
-                log,
-                config.supervisor.install_timeout,
-            )
-        except bootstrap.BootstrapError as exc:
-            raise ToolchainError(str(exc)) from None
-        tc = _bootstrapped(p.runtime, root, config)
+    tc = p.found or await _bootstrap(p, config, log)
     await asyncio.to_thread(prepare_env, tc)
     log(f"using {_found_text(tc, config)}")
     return tc
+
+
+async def _bootstrap(p: Plan, config: Config, log: Callable[[str], None]) -> Toolchain:
+    assert p.bootstrap_spec is not None
+    recipe = bootstrap.RECIPES[p.runtime]
+    timeout = config.supervisor.install_timeout
+    try:
+        folder = toolchains_dir(config)
+        root = await bootstrap.install(recipe, p.bootstrap_spec, folder, log, timeout)
+    except bootstrap.BootstrapError as exc:
+        raise ToolchainError(str(exc)) from None
+    return _bootstrapped(p.runtime, root, config)
 
 
 def describe(provider: ProviderConfig, config: Config) -> str:
@@ -285,15 +284,14 @@ def _run_probe(argv: tuple[str, ...], env: Mapping[str, str] | None, cwd: str | 
 
 
 def _found_text(tc: Toolchain, config: Config) -> str:
+    if tc.source == "bootstrapped":
+        root = bootstrap.root_of(tc.executable, toolchains_dir(config))
+        return f"{tc.runtime} {tc.version} bootstrapped at {_short(root, config)}"
     where = {
         "PATH": f"on PATH ({tc.executable})",
-        "bootstrapped": f"bootstrapped at {_short(tc.executable, config)}",
         "unigw": f"(unigw's own, {tc.executable})",
         "pyenv": f"from pyenv ({tc.executable})",
     }.get(tc.source, f"at {tc.executable}")
-    if tc.source == "bootstrapped":
-        root = bootstrap.root_of(tc.executable, toolchains_dir(config))
-        where = f"bootstrapped at {_short(root, config)}"
     return f"{tc.runtime} {tc.version} {where}"
 
 
@@ -352,14 +350,14 @@ def _python_candidates(want: str) -> Iterator[tuple[str, str]]:
     for root in dict.fromkeys(r for r in roots if r):
         for ver in _named_pythons(os.path.join(root, "versions"), "[0-9]*", want):
             for name in ("python3", "python"):
-                if os.path.isfile(exe := os.path.join(ver, "bin", name)):
-                    yield exe, "pyenv"
+                if os.path.isfile(in_bin := os.path.join(ver, "bin", name)):
+                    yield in_bin, "pyenv"
                     break
-    home = os.path.expanduser("~")
-    for d in ["/usr/local/bin", "/usr/bin", f"{home}/.local/bin", *glob.glob("/opt/python*/bin")]:
+    dirs = [d for pattern in PYTHON_DIRS for d in sorted(glob.glob(os.path.expanduser(pattern)))]
+    for d in dirs:
         yield from ((exe, "system") for exe in _named_pythons(d, "python[0-9].*", want))
-        if d.startswith("/opt/") and os.path.isfile(exe := os.path.join(d, "python3")):
-            yield exe, "system"
+        if d.startswith("/opt/") and os.path.isfile(plain := os.path.join(d, "python3")):
+            yield plain, "system"
 
 
 def _named_pythons(folder: str, pattern: str, want: str) -> list[str]:

@@ -1,0 +1,217 @@
+// unigw dashboard: polls GET /providers every POLL_MS and keeps the table, the summary, the
+// charts and the chat/log choices in step with it; sends the control requests the buttons and
+// the strategy selector ask for. Plain ES modules, no build step, nothing from the internet.
+
+import * as api from "./api.js";
+import { Charts, History, medianLatency } from "./charts.js";
+import { Chat } from "./chat.js";
+import { clock, ms, percent, rate, setText } from "./format.js";
+import { Logs } from "./logs.js";
+import { DONE_LABEL, ProviderTable } from "./table.js";
+
+const POLL_MS = 1500;
+const HIDDEN_POLL_MS = 5000;
+const RATE_WINDOW_S = 10;
+const ERROR_WINDOW_S = 60;
+// Used only when GET /config does not list the strategies the gateway knows.
+const STRATEGIES = [
+  "round_robin", "least_connections", "response_time", "random",
+  "weighted_round_robin", "health_based", "model_specific",
+];
+
+const $ = (testid) => document.querySelector(`[data-testid="${testid}"]`);
+
+const history = new History();
+const charts = new Charts($("charts"));
+const logs = new Logs($("logs"));
+const chat = new Chat($("chat"), { onAnswered: (kind, text) => announce(text) });
+const table = new ProviderTable($("providers"), { onAction });
+const strategySelect = $("strategy-select");
+
+let epoch = 0; // grows when a control answer is shown, so older polls do not undo it
+let modelsKey = null;
+let strategyPending = false;
+let lastRows = [];
+
+/** Say something to screen readers (and keep it visible in the toolbar). */
+function announce(text) {
+  const region = $("announce");
+  region.textContent = "";
+  // A fresh text node each time makes repeated identical messages announced again.
+  window.setTimeout(() => { region.textContent = text; }, 30);
+}
+
+function toolbarOutcome(kind, text) {
+  const node = $("toolbar-outcome");
+  node.textContent = text;
+  node.dataset.kind = kind;
+  announce(text);
+}
+
+// -- polling --------------------------------------------------------------------------------
+
+async function poll() {
+  const started = epoch;
+  try {
+    const data = await api.getProviders();
+    if (started === epoch) show(data);
+    connection(true);
+  } catch (err) {
+    connection(false, err.message);
+  } finally {
+    window.setTimeout(poll, document.hidden ? HIDDEN_POLL_MS : POLL_MS);
+  }
+}
+
+function connection(ok, reason) {
+  const node = $("connection");
+  node.dataset.ok = ok ? "true" : "false";
+  setText(node, ok ? `live · ${clock(new Date())}` : `gateway unreachable (${reason}) · retrying`);
+}
+
+function show(data) {
+  const rows = Array.isArray(data.providers) ? data.providers : [];
+  lastRows = rows;
+  table.update(rows);
+  history.add(Date.now(), rows);
+  summary(rows, data);
+  charts.draw(history, rows.map((r) => r.name));
+  chat.setProviders(rows);
+  logs.setProviders(rows.map((r) => r.name));
+  if (data.strategy && !strategyPending && document.activeElement !== strategySelect) {
+    setStrategy(data.strategy);
+  }
+  const key = rows.map((r) => `${r.name}:${(r.models || []).join(",")}`).join(";");
+  if (key !== modelsKey) {
+    modelsKey = key;
+    api.getModels().then((m) => chat.setModels(m), () => chat.setModels(null));
+  }
+}
+
+function summary(rows, data) {
+  const s = data.summary || {};
+  const ready = s.ready ?? rows.filter((r) => r.state === "ready").length;
+  const total = s.total ?? rows.length;
+  setText($("summary-ready"), `${ready}/${total} ready`);
+  $("summary-ready").dataset.all = String(ready === total && total > 0);
+  const { rps } = history.totals(RATE_WINDOW_S);
+  const { errorRate } = history.totals(ERROR_WINDOW_S);
+  setText($("summary-rps"), rate(rps));
+  setText($("summary-errors"), percent(errorRate));
+  setText($("summary-latency"), ms(medianLatency(rows)));
+  setText($("summary-strategy"), data.strategy || strategySelect.value || "");
+}
+
+// -- provider control -----------------------------------------------------------------------
+
+function onAction(name, action) {
+  if (action === "logs") {
+    logs.open(name);
+    return;
+  }
+  control(name, action);
+}
+
+async function control(name, action) {
+  table.setPending(name, action);
+  table.setOutcome(name, "busy", `${action}…`);
+  const started = performance.now();
+  try {
+    const row = await api.control(action, name);
+    epoch += 1;
+    if (row && row.name) table.merge(row);
+    const state = row && row.state ? ` → ${row.state}` : "";
+    const took = ms(performance.now() - started);
+    table.setOutcome(name, "ok", `${DONE_LABEL[action]}${state} (${took})`);
+    announce(`${name} ${DONE_LABEL[action]}${state}`);
+  } catch (err) {
+    table.setOutcome(name, "error", `${action} failed: ${err.message}`);
+    announce(`${name}: ${action} failed: ${err.message}`);
+  } finally {
+    table.setPending(name, null);
+  }
+}
+
+async function controlAll(action, button) {
+  const label = button.textContent;
+  const names = table.names();
+  button.disabled = true;
+  button.setAttribute("aria-busy", "true");
+  button.textContent = action === "start" ? "Starting all…" : "Stopping all…";
+  names.forEach((n) => table.setPending(n, action));
+  toolbarOutcome("busy", `${action} all…`);
+  try {
+    const data = await api.control(action, null);
+    epoch += 1;
+    const rows = Array.isArray(data) ? data : (data && data.providers) || [];
+    rows.forEach((r) => r && r.name && table.merge(r));
+    const states = {};
+    for (const r of rows) states[r.state] = (states[r.state] || 0) + 1;
+    const parts = Object.entries(states).map(([state, n]) => `${n} ${state}`).join(", ");
+    toolbarOutcome("ok", `${action} all done${parts ? `: ${parts}` : ""}`);
+  } catch (err) {
+    toolbarOutcome("error", `${action} all failed: ${err.message}`);
+  } finally {
+    names.forEach((n) => table.setPending(n, null));
+    button.disabled = false;
+    button.setAttribute("aria-busy", "false");
+    button.textContent = label;
+  }
+}
+
+// -- strategy -------------------------------------------------------------------------------
+
+function setStrategy(name) {
+  if (![...strategySelect.options].some((o) => o.value === name)) {
+    strategySelect.append(new Option(name, name));
+  }
+  strategySelect.value = name;
+  strategySelect.dataset.current = name;
+}
+
+async function loadConfig() {
+  try {
+    const config = await api.getConfig();
+    const gw = (config && config.gateway) || {};
+    const names = gw.strategies || config.strategies || STRATEGIES;
+    strategySelect.replaceChildren(...names.map((n) => new Option(n, n)));
+    if (gw.strategy) setStrategy(gw.strategy);
+  } catch (err) {
+    strategySelect.replaceChildren(...STRATEGIES.map((n) => new Option(n, n)));
+    toolbarOutcome("error", `cannot read the config: ${err.message}`);
+  }
+}
+
+async function changeStrategy() {
+  const wanted = strategySelect.value;
+  const previous = strategySelect.dataset.current || "";
+  strategyPending = true;
+  strategySelect.disabled = true;
+  toolbarOutcome("busy", `switching to ${wanted}…`);
+  try {
+    await api.putStrategy(wanted);
+    setStrategy(wanted);
+    setText($("summary-strategy"), wanted);
+    toolbarOutcome("ok", `strategy is now ${wanted}`);
+  } catch (err) {
+    if (previous) setStrategy(previous);
+    toolbarOutcome("error", `cannot switch to ${wanted}: ${err.message}`);
+  } finally {
+    strategyPending = false;
+    strategySelect.disabled = false;
+    strategySelect.focus();
+  }
+}
+
+// -- start ----------------------------------------------------------------------------------
+
+strategySelect.addEventListener("change", changeStrategy);
+$("start-all").addEventListener("click", (e) => controlAll("start", e.currentTarget));
+$("stop-all").addEventListener("click", (e) => controlAll("stop", e.currentTarget));
+window.matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
+  charts.draw(history, lastRows.map((r) => r.name));
+});
+window.addEventListener("resize", () => charts.draw(history, lastRows.map((r) => r.name)));
+
+loadConfig();
+poll();

@@ -1,0 +1,228 @@
+// The providers table: one <tr> per provider, created once and updated in place on every poll
+// (so focus, an open model list and a button's progress survive), plus a detail row under it
+// that shows a failed provider's reason in full, missing secrets and warnings.
+
+import { DASH, bytes, count, duration, el, ms, setText } from "./format.js";
+
+export const ACTIONS = ["start", "stop", "restart"];
+const BUSY_LABEL = { start: "Starting…", stop: "Stopping…", restart: "Restarting…" };
+const DONE_LABEL = { start: "started", stop: "stopped", restart: "restarted" };
+const LABEL = { start: "Start", stop: "Stop", restart: "Restart" };
+const COLUMNS = 13;
+
+// A button is offered only where it can do something; the gateway still has the last word.
+const NOT_FOR = {
+  start: new Set(["ready", "starting", "installing", "stopping"]),
+  stop: new Set(["stopped", "stopping"]),
+  restart: new Set(["stopping", "installing"]),
+};
+
+function cell(field, extra = {}) {
+  return el("td", { "data-field": field, ...extra });
+}
+
+function buildRow(name) {
+  const tr = el("tr", { "data-testid": "provider-row", "data-name": name, class: "provider" });
+  const nameCell = el("th", { scope: "row", "data-field": "name" });
+  nameCell.append(el("span", { class: "pname" }, name), el("span", { class: "pdesc" }));
+  const state = cell("state");
+  state.append(el("span", { class: "badge", "data-testid": "state" }));
+  const pid = cell("pid", { class: "num" });
+  pid.append(el("span", { class: "pid" }), el("span", { class: "sub res" }));
+  const models = cell("models");
+  const details = el("details", { class: "models" });
+  details.append(el("summary"), el("ul"));
+  models.append(details);
+  tr.append(
+    nameCell, cell("port", { class: "num" }), state, pid,
+    cell("uptime", { class: "num" }), cell("restarts", { class: "num" }),
+    cell("health", { class: "num" }), cell("reqs", { class: "num" }),
+    cell("errors", { class: "num" }), cell("in_flight", { class: "num" }),
+    cell("latency", { class: "num" }), models, buildActions(name),
+  );
+  const detail = el("tr", { class: "detail", "data-testid": "provider-detail", "data-name": name });
+  const detailCell = el("td", { colspan: COLUMNS });
+  detail.append(detailCell);
+  detail.hidden = true;
+  return { tr, detail };
+}
+
+function buildActions(name) {
+  const td = cell("actions");
+  const group = el("div", { class: "actions", role: "group", "aria-label": `${name} controls` });
+  for (const action of ACTIONS) {
+    group.append(el("button", {
+      type: "button", "data-action": action, "data-testid": `${action}-button`,
+      "aria-label": `${LABEL[action]} ${name}`,
+    }, LABEL[action]));
+  }
+  group.append(el("button", {
+    type: "button", "data-action": "logs", "data-testid": "logs-button", class: "quiet",
+    "aria-label": `Show the log of ${name}`,
+  }, "Logs"));
+  td.append(group, el("div", { class: "outcome", "data-testid": "row-outcome" }));
+  return td;
+}
+
+function healthText(row) {
+  if (row.health === "ok") return row.health_ms === null || row.health_ms === undefined
+    ? "ok" : ms(row.health_ms);
+  if (row.health === "fail") return "fail";
+  return DASH;
+}
+
+function resourcesText(row) {
+  if (!row.pid) return "";
+  const cpu = Number.isFinite(row.cpu_percent) ? `${row.cpu_percent.toFixed(1)}%` : "";
+  const rss = Number.isFinite(row.rss_bytes) ? bytes(row.rss_bytes) : "";
+  return [cpu, rss].filter(Boolean).join(" · ");
+}
+
+function detailLines(row) {
+  const lines = [];
+  const showError = row.last_error && !["ready", "stopped"].includes(row.state);
+  if (showError) lines.push([row.state === "failed" ? "failed" : "last error", row.last_error]);
+  if (row.missing_secrets && row.missing_secrets.length) {
+    lines.push(["missing secrets", row.missing_secrets.join(", ")]);
+  }
+  for (const warning of row.warnings || []) lines.push(["warning", warning]);
+  if (row.enabled === false) lines.push(["disabled", "enabled: false in the config"]);
+  return lines;
+}
+
+function updateModels(td, models) {
+  const key = models.join("\n");
+  if (td.dataset.models === key) return;
+  td.dataset.models = key;
+  const [summary, list] = td.querySelector("details").children;
+  summary.textContent = models.length === 0 ? DASH
+    : models.length === 1 ? models[0] : `${models[0]} +${models.length - 1}`;
+  list.replaceChildren(...models.map((m) => el("li", {}, m)));
+}
+
+/** The table body of providers; `onAction(name, action)` is called when a button is pressed. */
+export class ProviderTable {
+  constructor(tbody, { onAction }) {
+    this.tbody = tbody;
+    this.rows = new Map();
+    this.pending = new Map();
+    tbody.addEventListener("click", (event) => {
+      const button = event.target.closest("button[data-action]");
+      const tr = button && button.closest("tr[data-name]");
+      if (tr && !button.disabled) onAction(tr.dataset.name, button.dataset.action, button);
+    });
+  }
+
+  /** Show these rows, in this order; rows of providers no longer configured go away. */
+  update(rows) {
+    const seen = new Set();
+    let previous = null;
+    for (const row of rows) {
+      seen.add(row.name);
+      let entry = this.rows.get(row.name);
+      if (!entry) {
+        entry = { ...buildRow(row.name), row: null };
+        this.rows.set(row.name, entry);
+      }
+      entry.row = row;
+      this.render(entry);
+      const anchor = previous ? previous.detail.nextSibling : this.tbody.firstChild;
+      if (anchor !== entry.tr) this.tbody.insertBefore(entry.tr, anchor);
+      if (entry.tr.nextSibling !== entry.detail) entry.tr.after(entry.detail);
+      previous = entry;
+    }
+    for (const [name, entry] of this.rows) {
+      if (seen.has(name)) continue;
+      entry.tr.remove();
+      entry.detail.remove();
+      this.rows.delete(name);
+    }
+  }
+
+  render({ tr, detail, row }) {
+    const f = (field) => tr.querySelector(`[data-field="${field}"]`);
+    setText(f("name").querySelector(".pdesc"), row.runtime ? row.runtime : "");
+    f("name").title = row.description || "";
+    setText(f("port"), count(row.port));
+    const badge = f("state").querySelector(".badge");
+    setText(badge, row.state);
+    badge.dataset.state = row.state;
+    tr.dataset.state = row.state;
+    setText(f("pid").querySelector(".pid"), row.pid ? String(row.pid) : DASH);
+    setText(f("pid").querySelector(".res"), resourcesText(row));
+    setText(f("uptime"), row.state === "ready" || row.pid ? duration(row.uptime_s) : DASH);
+    setText(f("restarts"), count(row.restarts));
+    setText(f("health"), healthText(row));
+    f("health").dataset.health = row.health || "";
+    setText(f("reqs"), count(row.reqs));
+    setText(f("errors"), count(row.errors));
+    f("errors").classList.toggle("bad", Number(row.errors) > 0);
+    setText(f("in_flight"), count(row.in_flight));
+    setText(f("latency"), ms(row.latency_ms));
+    updateModels(f("models"), row.models || []);
+    this.renderButtons(tr, row);
+    this.renderDetail(detail, detailLines(row));
+  }
+
+  renderButtons(tr, row) {
+    const busy = this.pending.get(row.name);
+    for (const button of tr.querySelectorAll("button[data-action]")) {
+      const action = button.dataset.action;
+      if (action === "logs") continue;
+      const disabled = busy !== undefined || NOT_FOR[action].has(row.state);
+      if (button.disabled !== disabled) button.disabled = disabled;
+      setText(button, busy === action ? BUSY_LABEL[action] : LABEL[action]);
+      button.setAttribute("aria-busy", busy === action ? "true" : "false");
+    }
+  }
+
+  renderDetail(detail, lines) {
+    const key = JSON.stringify(lines);
+    if (detail.dataset.key === key) return;
+    detail.dataset.key = key;
+    detail.hidden = lines.length === 0;
+    detail.firstChild.replaceChildren(...lines.map(([label, text]) => {
+      const p = el("p", { class: `reason ${label.replace(/\s+/g, "-")}` });
+      p.append(el("strong", {}, `${label}: `), el("span", { "data-testid": "reason" }, text));
+      return p;
+    }));
+  }
+
+  /** Mark an action on one provider as under way (null: done); re-renders its buttons. */
+  setPending(name, action) {
+    if (action) this.pending.set(name, action);
+    else this.pending.delete(name);
+    const entry = this.rows.get(name);
+    if (entry) this.renderButtons(entry.tr, entry.row);
+  }
+
+  /** Show what an action did ("ok") or why it failed ("error") under the row's buttons. */
+  setOutcome(name, kind, text) {
+    const entry = this.rows.get(name);
+    if (!entry) return;
+    const node = entry.tr.querySelector('[data-testid="row-outcome"]');
+    node.textContent = text;
+    node.dataset.kind = kind;
+    clearTimeout(entry.outcomeTimer);
+    if (kind === "ok") entry.outcomeTimer = setTimeout(() => { node.textContent = ""; }, 10000);
+  }
+
+  /** Merge a row answered by a control route into what is shown, until the next poll. */
+  merge(row) {
+    const entry = this.rows.get(row.name);
+    if (!entry) return;
+    entry.row = { ...entry.row, ...row };
+    this.render(entry);
+  }
+
+  names() {
+    return [...this.rows.keys()];
+  }
+
+  row(name) {
+    const entry = this.rows.get(name);
+    return entry ? entry.row : null;
+  }
+}
+
+export { DONE_LABEL };

@@ -1,0 +1,221 @@
+"""The gateway application: ``create_app(config, view)`` and its run-time state, :class:`Gateway`.
+
+The app reads providers only through ``view`` (a :class:`~supervisor.view.ProviderView`). Its
+lifespan opens the one pooled upstream client (:class:`~gateway.upstream.Upstream`) and closes
+it. ``app.state.gateway`` is the :class:`Gateway`: ``apply_config`` hot-reloads routing
+settings, and ``forward_chat`` is the entry point for translated APIs (see
+:meth:`gateway.proxy.Proxy.forward_chat`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from gateway import metrics
+from gateway.control import Guard, control_routes, is_loopback
+from gateway.errors import (
+    AttemptFailed,
+    GatewayError,
+    NotFound,
+    handle_gateway_error,
+    handle_http_exception,
+)
+from gateway.openai_routes import FrontDoor, openai_routes
+from gateway.proxy import ChatResult, ChatStream, Proxy
+from gateway.routing import Backend, OutlierPolicy, Router, RoutingSettings
+from gateway.stats import Stats
+from gateway.strategies import make
+from gateway.upstream import Upstream
+from supervisor.config import Config
+from supervisor.view import ProviderView
+
+log = logging.getLogger("unigw.gateway")
+DISCOVERY_TIMEOUT_S = 5.0
+
+
+def check_bind(config: Config) -> str | None:
+    """Why the gateway must not listen where the config says, or None if it may."""
+    gw = config.gateway
+    if is_loopback(gw.host) or gw.api_keys or os.environ.get("UNIGW_API_KEY"):
+        return None
+    return (f"refusing to listen on {gw.host}:{gw.port} without a gateway key: anyone who can "
+            "reach that address could use every provider. Set gateway.api_keys in "
+            f"{config.path.name} (e.g. [\"${{UNIGW_API_KEY}}\"]) or the UNIGW_API_KEY "
+            "environment variable, or listen on 127.0.0.1.")
+
+
+class Gateway:
+    """Everything the routes share: config, view, router, statistics, proxy, keys."""
+
+    def __init__(self, config: Config, view: ProviderView) -> None:
+        gw = config.gateway
+        self.view = view
+        self.stats = Stats(OutlierPolicy.of(gw))
+        self.router = Router(view, self.stats, RoutingSettings.of(gw))
+        self.router.on_ready = self._discover
+        self.proxy = Proxy(self.router, self.stats, make(gw.strategy), retries=gw.retries,
+                           first_byte_timeout=gw.first_byte_timeout,
+                           read_timeout=gw.read_timeout)
+        self.strategy_name = gw.strategy
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.config = config
+        self._apply(config)
+
+    def _apply(self, config: Config) -> None:
+        gw = config.gateway
+        self.config = config
+        keys = [*gw.api_keys, os.environ.get("UNIGW_API_KEY", "")]
+        self.api_keys = tuple(k.encode() for k in keys if k)
+        self.max_body_bytes = gw.max_body_bytes
+        self.guard = Guard(gw.host, gw.port, gw.admin_key)
+        self.router.configure(RoutingSettings.of(gw))
+        self.stats.on_outcome = OutlierPolicy.of(gw)
+        self.proxy.first_byte_timeout = gw.first_byte_timeout
+        self.proxy.read_timeout = gw.read_timeout
+
+    def apply_config(self, config: Config) -> None:
+        """Hot reload: routing, keys, limits; strategy and retries if the file changed them."""
+        old = self.config.gateway
+        self._apply(config)
+        gw = config.gateway
+        self.change(strategy=gw.strategy if gw.strategy != old.strategy else None,
+                    retries=gw.retries if gw.retries != old.retries else None)
+
+    def change(self, *, strategy: str | None = None, retries: int | None = None) -> None:
+        """Switch the strategy (a fresh instance) and/or the retries, at run time."""
+        if strategy is not None and strategy != self.strategy_name:
+            self.proxy.strategy = make(strategy)
+            self.strategy_name = strategy
+        if retries is not None:
+            self.proxy.retries = retries
+
+    def runtime_config(self) -> dict[str, Any]:
+        """``config.redacted()`` with the strategy and retries in force now."""
+        data = self.config.redacted()
+        data["gateway"].update(strategy=self.strategy_name, retries=self.proxy.retries)
+        return data
+
+    async def forward_chat(self, request: dict[str, Any], *, pin: str | None = None,
+                           stream: bool = False) -> ChatResult | ChatStream:
+        """See :meth:`gateway.proxy.Proxy.forward_chat`."""
+        return await self.proxy.forward_chat(request, pin=pin, stream=stream)
+
+    # -- status rows ---------------------------------------------------------------------------
+    def with_stats(self, row: dict[str, Any]) -> dict[str, Any]:
+        """A supervisor status row plus the gateway's numbers for that provider."""
+        s = self.stats.get(row["name"])
+        return {**row, "reqs": s.requests, "errors": s.errors, "in_flight": s.in_flight,
+                "latency_ms": s.latency_ms()}
+
+    def rows(self) -> list[dict[str, Any]]:
+        return [self.with_stats(row) for row in self.view.status()]
+
+    def row(self, name: str) -> dict[str, Any]:
+        for row in self.view.status():
+            if row["name"] == name:
+                return self.with_stats(row)
+        raise NotFound(f"unknown provider {name!r}", code="provider_not_found")
+
+    # -- lifespan and model discovery ----------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        gw = self.config.gateway
+        self.proxy.upstream = Upstream(max_connections=gw.max_connections,
+                                       connect_timeout=gw.connect_timeout)
+        self.router.reset()  # so providers already ready get their models discovered
+        try:
+            yield
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await self.proxy.upstream.aclose()
+
+    def _discover(self, backend: Backend) -> None:
+        """A provider just became ready: learn its models from its /v1/models, in the background."""
+        if self.proxy.upstream is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._learn(backend))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _learn(self, backend: Backend) -> None:
+        upstream = self.proxy.upstream
+        assert upstream is not None
+        try:
+            data = backend.head("GET", "/v1/models") + b"0\r\n\r\n"
+            response = await upstream.request(backend.origin, data, DISCOVERY_TIMEOUT_S)
+            try:
+                body = await response.read(DISCOVERY_TIMEOUT_S)
+            finally:
+                response.close()
+            if response.status == 200:
+                models = [m["id"] for m in json.loads(body)["data"] if isinstance(m["id"], str)]
+                self.router.learn_models(backend.name, models)
+        except (AttemptFailed, ValueError, KeyError, TypeError) as exc:
+            log.debug("%s: could not list its models: %s", backend.name, exc)
+        except Exception:  # the top of a background task: log, never crash the gateway
+            log.exception("%s: model discovery failed", backend.name)
+
+
+def create_app(config: Config, view: ProviderView) -> Starlette:
+    """The gateway as an ASGI app; ``app.state.gateway`` is its :class:`Gateway`."""
+    gateway = Gateway(config, view)
+    routes: list[BaseRoute] = [
+        Route("/health", _health(gateway), methods=["GET"]),
+        Route("/metrics", _metrics(gateway), methods=["GET"]),
+        *openai_routes(gateway),
+        *control_routes(gateway),
+        *_dashboard(),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(FrontDoor, gateway=gateway)],
+        exception_handlers={GatewayError: handle_gateway_error,
+                            HTTPException: handle_http_exception},
+        lifespan=gateway.lifespan,
+    )
+    app.state.gateway = gateway
+    return app
+
+
+def _health(gateway: Gateway) -> Any:
+    async def health(request: Request) -> Response:
+        table = gateway.router.table()
+        ready, total = len(table.ready), len(table.backends)
+        body = {"status": "ok" if ready else "unavailable", "ready": ready, "total": total}
+        if ready:
+            return JSONResponse(body)
+        return JSONResponse(body, 503, headers={"Retry-After": "2"})
+    return health
+
+
+def _metrics(gateway: Gateway) -> Any:
+    async def metrics_route(request: Request) -> Response:
+        text = metrics.render(gateway.router.table().backends, gateway.strategy_name)
+        return Response(text, media_type=metrics.CONTENT_TYPE)
+    return metrics_route
+
+
+def _dashboard() -> list[BaseRoute]:
+    """``GET /`` and ``/ui``, when the dashboard module is present."""
+    try:
+        from gateway.dashboard import dashboard_routes
+    except ImportError:
+        return []
+    return dashboard_routes()
+
+
+__all__ = ["Gateway", "check_bind", "create_app"]

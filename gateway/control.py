@@ -1,0 +1,160 @@
+"""Control routes: provider status and start/stop/restart, logs, and the run-time config.
+
+None of them may be driven by another web site in the user's browser (CSRF). Every control
+route refuses a request whose ``Origin`` is present and is not the gateway's own; the ones that
+change something (POST, PUT) also need ``X-Unigw-Client: <anything>`` (a cross-site form cannot
+send a custom header, and a cross-site ``fetch`` with one needs a CORS preflight this gateway
+never grants: it has no CORS middleware) or ``Authorization: Bearer <gateway.admin_key>``. When
+an admin key is configured, a client that is not on this machine must present it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from gateway.errors import BadRequest, Forbidden, NotFound
+from gateway.openai_routes import parse_object, read_body
+from gateway.strategies import STRATEGIES
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and localhost."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class Guard:
+    """The CSRF and admin checks of the control routes (see the module docstring)."""
+
+    def __init__(self, host: str, port: int, admin_key: str) -> None:
+        names = LOOPBACK_NAMES if is_loopback(host) else (host,)
+        self.origins = {f"http://{name}:{port}" for name in names}
+        self.any_host = host in ("0.0.0.0", "::", "")
+        self.admin = f"Bearer {admin_key}".encode() if admin_key else None
+
+    def check(self, request: Request, *, mutating: bool) -> None:
+        headers = request.headers
+        origin = headers.get("origin")
+        if origin is not None and not self._own(origin, headers.get("host", "")):
+            raise Forbidden(f"cross-origin request refused (Origin {origin!r} is not this "
+                            "gateway)", code="cross_origin")
+        if not mutating:
+            return
+        auth = headers.get("authorization", "").encode()
+        admin_ok = self.admin is not None and hmac.compare_digest(auth, self.admin)
+        client = request.client.host if request.client else ""
+        if self.admin is not None and not admin_ok and not is_loopback(client):
+            raise Forbidden("this control route needs 'Authorization: Bearer <admin_key>'",
+                            code="admin_key_required")
+        if not admin_ok and not headers.get("x-unigw-client"):
+            raise Forbidden("control routes need the header 'X-Unigw-Client' (any value) or "
+                            "'Authorization: Bearer <admin_key>'", code="client_header_missing")
+
+    def _own(self, origin: str, host: str) -> bool:
+        return origin in self.origins or (self.any_host and origin == f"http://{host}")
+
+
+def control_routes(gateway: Gateway) -> list[BaseRoute]:
+    """``/providers…`` and ``/config``."""
+
+    def guarded(endpoint: Endpoint, *, mutating: bool) -> Endpoint:
+        async def run(request: Request) -> Response:
+            gateway.guard.check(request, mutating=mutating)
+            return await endpoint(request)
+        return run
+
+    async def providers(request: Request) -> Response:
+        rows = gateway.rows()
+        ready = sum(1 for row in rows if row.get("state") == "ready")
+        return JSONResponse({"providers": rows, "strategy": gateway.strategy_name,
+                             "summary": {"ready": ready, "total": len(rows)}})
+
+    async def provider(request: Request) -> Response:
+        return JSONResponse(gateway.row(request.path_params["name"]))
+
+    async def logs(request: Request) -> Response:
+        name = request.path_params["name"]
+        n = request.query_params.get("n", "200")
+        if not n.isdigit():
+            raise BadRequest("'n' must be a whole number of lines")
+        lines = gateway.view.log_tail(name, min(int(n), 10_000))
+        if lines is None:
+            raise NotFound(f"unknown provider {name!r}", code="provider_not_found")
+        return JSONResponse({"name": name, "lines": list(lines)})
+
+    async def act(request: Request) -> Response:
+        name, action = request.path_params["name"], request.path_params["action"]
+        return JSONResponse(await _act(gateway, name, action))
+
+    async def act_all(request: Request) -> Response:
+        action = request.url.path.rsplit("/", 1)[1].removesuffix("-all")
+        names = [p.name for p in gateway.view.providers()]
+        await asyncio.gather(*(_act(gateway, name, action) for name in names))
+        return await providers(request)
+
+    async def get_config(request: Request) -> Response:
+        return JSONResponse(gateway.runtime_config())
+
+    async def put_config(request: Request) -> Response:
+        raw = await read_body(dict(request.scope["headers"]), request.receive, 64 * 1024)
+        gateway.change(**_config_changes(parse_object(raw)))
+        return JSONResponse(gateway.runtime_config())
+
+    return [
+        Route("/providers", guarded(providers, mutating=False), methods=["GET"]),
+        Route("/providers/start-all", guarded(act_all, mutating=True), methods=["POST"]),
+        Route("/providers/stop-all", guarded(act_all, mutating=True), methods=["POST"]),
+        Route("/providers/{name:str}", guarded(provider, mutating=False), methods=["GET"]),
+        Route("/providers/{name:str}/logs", guarded(logs, mutating=False), methods=["GET"]),
+        Route("/providers/{name:str}/{action:str}", guarded(act, mutating=True),
+              methods=["POST"]),
+        Route("/config", guarded(get_config, mutating=False), methods=["GET"]),
+        Route("/config", guarded(put_config, mutating=True), methods=["PUT"]),
+    ]
+
+
+async def _act(gateway: Gateway, name: str, action: str) -> dict[str, Any]:
+    """start / stop / restart one provider through the view; its row afterwards."""
+    view = gateway.view
+    method = {"start": view.start, "stop": view.stop, "restart": view.restart}.get(action)
+    if method is None:
+        raise NotFound(f"unknown action {action!r} (start, stop, restart)")
+    try:
+        row = await method(name)
+    except KeyError:
+        raise NotFound(f"unknown provider {name!r}", code="provider_not_found") from None
+    return gateway.with_stats(row)
+
+
+def _config_changes(body: dict[str, Any]) -> dict[str, Any]:
+    """The checked ``{"strategy"?, "retries"?}`` of a PUT /config (400 on anything else)."""
+    unknown = set(body) - {"strategy", "retries"}
+    if unknown:
+        raise BadRequest(f"only 'strategy' and 'retries' can be changed at run time, not "
+                         f"{', '.join(sorted(unknown))}")
+    strategy, retries = body.get("strategy"), body.get("retries")
+    if strategy is not None and strategy not in STRATEGIES:
+        raise BadRequest(f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})",
+                         code="unknown_strategy")
+    if retries is not None and (not isinstance(retries, int) or isinstance(retries, bool)
+                                or not 0 <= retries <= 20):
+        raise BadRequest("'retries' must be a whole number from 0 to 20")
+    return {"strategy": strategy, "retries": retries}

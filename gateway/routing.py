@@ -1,0 +1,248 @@
+"""Which providers may take a request: model resolution, aliases, pinning, outlier ejection.
+
+The routing table is built from the :class:`~supervisor.view.ProviderView` and rebuilt only when
+the view's ``version`` changes (or a provider's ``/v1/models`` taught us new models), so a
+request costs a few dictionary look-ups. Resolving a model gives a :class:`Plan`: the ready
+providers that may answer and the model each must be asked for.
+
+* A model some provider serves goes to the ready providers that serve it, unchanged.
+* Otherwise ``gateway.aliases`` may map it to a served model (``gpt-4: GLM-4.5``).
+* Otherwise, with ``unknown_model: default``, any ready provider takes it and is asked for its
+  own default model (the first in its list); with ``reject`` it is a 404 listing the models.
+
+Outlier ejection (:class:`OutlierPolicy`) takes a provider out of rotation after
+``eject_after`` consecutive failures, for ``eject_base`` seconds doubling (up to ``eject_max``)
+while it keeps failing; a 429's ``Retry-After`` cools it for that long. The proxy skips ejected
+candidates unless every candidate is ejected (panic mode: try them anyway).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from gateway.errors import NoProviderReady, NotFound
+from gateway.stats import Outcome, ProviderStats, Stats
+from gateway.upstream import Origin
+from supervisor.config import GatewayConfig
+from supervisor.view import ProviderInfo, ProviderView
+
+USER_AGENT = "unigw"
+
+
+@dataclass(eq=False)
+class Backend:
+    """One provider as the router and the strategies see it (rebuilt with the table)."""
+
+    name: str
+    index: int
+    info: ProviderInfo
+    origin: Origin
+    models: tuple[str, ...]
+    stats: ProviderStats
+    weight: int = 1
+    probe_ok: bool | None = None
+    probe_ms: float | None = None
+    _heads: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return self.info.ready
+
+    @property
+    def default_model(self) -> str | None:
+        return self.models[0] if self.models else None
+
+    def head(self, method: str, path: str) -> bytes:
+        """The request head for ``path`` with this provider's key, up to Content-Length."""
+        key = method + path
+        head = self._heads.get(key)
+        if head is None:
+            headers = {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
+            if self.info.key:
+                headers["Authorization"] = f"Bearer {self.info.key}"
+            head = self._heads[key] = self.origin.head(method, path, headers)
+        return head
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The candidates for one model, and what to ask each for.
+
+    ``model`` is the name strategies route by (the alias target, if any); ``send`` the model
+    to put in the request, or None for each provider's own default model.
+    """
+
+    model: str
+    candidates: tuple[Backend, ...]
+    send: str | None
+
+    def upstream_model(self, backend: Backend) -> str:
+        return self.send if self.send is not None else (backend.default_model or self.model)
+
+
+@dataclass(frozen=True)
+class RoutingSettings:
+    """The part of GatewayConfig routing reads; replaced whole on a config reload."""
+
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    routes: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    reject_unknown: bool = False
+
+    @classmethod
+    def of(cls, gw: GatewayConfig) -> RoutingSettings:
+        return cls(dict(gw.aliases), dict(gw.routes), gw.unknown_model == "reject")
+
+
+class RoutingTable:
+    """Every provider as a :class:`Backend`, and the ready ones by model."""
+
+    def __init__(self, backends: Sequence[Backend]) -> None:
+        self.backends = tuple(backends)
+        self.by_name = {b.name: b for b in backends}
+        self.ready = tuple(b for b in backends if b.ready)
+        self.models = tuple(dict.fromkeys(m for b in backends for m in b.models))
+        serving: dict[str, list[Backend]] = {}
+        for b in self.ready:
+            for m in b.models:
+                serving.setdefault(m, []).append(b)
+        self.serving = {m: tuple(bs) for m, bs in serving.items()}
+        self.plans: dict[str, Plan] = {}
+
+
+class Router:
+    """Resolves models and pins to :class:`Plan` objects, against a cached routing table."""
+
+    def __init__(self, view: ProviderView, stats: Stats, settings: RoutingSettings) -> None:
+        self.view = view
+        self.stats = stats
+        self.settings = settings
+        self.on_ready: Callable[[Backend], None] | None = None  # discovery hook
+        self._learned: dict[str, tuple[str, ...]] = {}  # name → models from /v1/models
+        self._key: tuple[int, int] = (-1, -1)
+        self._learned_version = 0
+        self._table = RoutingTable(())
+
+    def configure(self, settings: RoutingSettings) -> None:
+        self.settings = settings
+        self._table.plans.clear()
+
+    def reset(self) -> None:
+        """Forget the table: the next one is built from scratch (every ready one is new)."""
+        self._key = (-1, -1)
+        self._table = RoutingTable(())
+
+    def learn_models(self, name: str, models: Sequence[str]) -> None:
+        """Models a provider's ``/v1/models`` listed; merged after the configured ones."""
+        self._learned[name] = tuple(models)
+        self._learned_version += 1
+
+    def table(self) -> RoutingTable:
+        """The current table; rebuilt only when the view or the learned models changed."""
+        key = (self.view.version, self._learned_version)
+        if key != self._key:
+            self._key = key
+            self._table = self._build(self._table)
+        return self._table
+
+    def _build(self, old: RoutingTable) -> RoutingTable:
+        backends = []
+        for index, info in enumerate(self.view.providers()):
+            learned = self._learned.get(info.name, ())
+            backends.append(Backend(
+                info.name, index, info, Origin.parse(info.base_url),
+                tuple(dict.fromkeys((*info.models, *learned))), self.stats.get(info.name),
+                info.weight, info.probe_ok, info.probe_ms))
+        table = RoutingTable(backends)
+        if self.on_ready is not None:
+            for b in table.ready:
+                was = old.by_name.get(b.name)
+                if was is None or not was.ready:
+                    self.on_ready(b)
+        return table
+
+    def plan(self, model: str) -> Plan:
+        """The candidates for ``model`` (NotFound / NoProviderReady when there are none)."""
+        table = self.table()
+        plan = table.plans.get(model)
+        if plan is None:
+            plan = self._resolve(table, model)
+            table.plans[model] = plan
+        if not plan.candidates:
+            raise self._nobody(table, plan.model)
+        return plan
+
+    def any_ready(self) -> Plan:
+        """Every ready provider, each asked for its own default model."""
+        table = self.table()
+        if not table.ready:
+            raise self._nobody(table, "")
+        return Plan("", table.ready, None)
+
+    def _resolve(self, table: RoutingTable, model: str) -> Plan:
+        if model in table.models:
+            return Plan(model, table.serving.get(model, ()), model)
+        target = self.settings.aliases.get(model)
+        if target is not None and table.serving.get(target):
+            return Plan(target, table.serving[target], target)
+        if self.settings.reject_unknown:
+            if target is not None and target in table.models:
+                return Plan(target, (), target)
+            known = ", ".join(table.models) or "(none)"
+            raise NotFound(f"model {model!r} does not exist; available models: {known}",
+                           code="model_not_found")
+        return Plan(model, table.ready, None)
+
+    def _nobody(self, table: RoutingTable, model: str) -> NoProviderReady:
+        if not table.ready:
+            return NoProviderReady(f"no provider is ready (0 of {len(table.backends)})")
+        owners = [b.name for b in table.backends if model in b.models]
+        return NoProviderReady(
+            f"no ready provider serves model {model!r} (served by: {', '.join(owners)})")
+
+    def pinned(self, name: str, model: str | None) -> Plan:
+        """The plan for a request pinned to provider ``name`` (404 unknown, 503 not ready)."""
+        table = self.table()
+        backend = table.by_name.get(name)
+        if backend is None:
+            known = ", ".join(table.by_name) or "(none)"
+            raise NotFound(f"unknown provider {name!r}; providers: {known}",
+                           code="provider_not_found")
+        if not backend.ready:
+            raise NoProviderReady(f"provider {name!r} is not ready ({backend.info.state.value})")
+        if model is None:
+            return Plan(backend.default_model or "", (backend,), None)
+        if model in backend.models or not backend.models:
+            return Plan(model, (backend,), model)
+        target = self.settings.aliases.get(model)
+        if target is not None and target in backend.models:
+            return Plan(target, (backend,), target)
+        if self.settings.reject_unknown:
+            raise NotFound(f"provider {name!r} does not serve model {model!r}; it serves: "
+                           f"{', '.join(backend.models)}", code="model_not_found")
+        return Plan(model, (backend,), None)
+
+
+@dataclass(frozen=True)
+class OutlierPolicy:
+    """Ejects a failing provider for a growing cool-down; a hook for :class:`Stats`."""
+
+    after: int = 3
+    base: float = 5.0
+    cap: float = 120.0
+
+    @classmethod
+    def of(cls, gw: GatewayConfig) -> OutlierPolicy:
+        return cls(gw.eject_after, gw.eject_base, gw.eject_max)
+
+    def __call__(self, stats: ProviderStats, outcome: Outcome, now: float,
+                 retry_after: float | None) -> None:
+        if outcome is Outcome.OK:
+            stats.ejections = 0
+            return
+        if retry_after:
+            stats.ejected_until = max(stats.ejected_until, now + retry_after)
+        if stats.consecutive_failures >= self.after and now >= stats.ejected_until:
+            seconds = min(self.base * 2**stats.ejections, self.cap)
+            stats.ejections += 1
+            stats.ejected_until = now + seconds

@@ -1,0 +1,384 @@
+"""One provider's life: prepare (toolchain, clone, install), run, probe, restart, stop.
+
+Each provider has one :class:`ProviderRuntime` and at most one lifecycle task. Its state only
+changes through :meth:`ProviderRuntime.transition`, which checks the move against the
+lifecycle below, logs it (logger ``unigw.supervisor``), notes it in the provider's log and
+bumps the supervisor's version::
+
+    stopped → installing → starting → ready ⇄ unhealthy → backoff → starting …
+    (any running state) → stopping → stopped;  failed (with last_error), retried after the
+    failed cool-down or by start/restart.
+
+Probing follows Kubernetes: until the first answer, only the startup grace counts; after it,
+any HTTP answer means alive, readiness moves ready ⇄ unhealthy, and ``liveness_failures``
+unanswered probes in a row end the process (then the restart policy decides).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from supervisor import install, leftovers, repos, runspec, toolchains
+from supervisor.backoff import RestartPolicy
+from supervisor.config import Config, ProviderConfig, SupervisorConfig
+from supervisor.logs import ProviderLog, log_path
+from supervisor.probe import Prober, ProbeResult
+from supervisor.process import (
+    Child,
+    SpawnError,
+    TreeSample,
+    TreeSampler,
+    port_is_free,
+    spawn,
+    stop_tree,
+    wait_port_free,
+)
+from supervisor.view import ProviderInfo, State
+from supervisor.watch import Watch, port_warnings
+
+log = logging.getLogger("unigw.supervisor")
+
+SETTLED = frozenset({State.READY, State.UNHEALTHY, State.FAILED, State.STOPPED})
+_RUNNING = (State.STARTING, State.READY, State.UNHEALTHY)
+_ALLOWED: dict[State, frozenset[State]] = {
+    State.STOPPED: frozenset({State.INSTALLING, State.STARTING, State.FAILED}),
+    State.INSTALLING: frozenset({State.STARTING, State.FAILED, State.STOPPING, State.STOPPED}),
+    State.STARTING: frozenset({*_RUNNING, State.BACKOFF, State.FAILED, State.STOPPING}),
+    State.READY: frozenset({State.UNHEALTHY, State.BACKOFF, State.FAILED, State.STOPPING}),
+    State.UNHEALTHY: frozenset({State.READY, State.BACKOFF, State.FAILED, State.STOPPING}),
+    State.BACKOFF: frozenset({State.STARTING, State.FAILED, State.STOPPING, State.STOPPED}),
+    State.STOPPING: frozenset({State.STOPPED, State.FAILED}),
+    State.FAILED: frozenset({State.INSTALLING, State.STARTING, State.STOPPING, State.STOPPED}),
+}
+
+
+class CannotRun(Exception):
+    """The provider cannot run as configured; ``str(exc)`` says why. ``permanent``: no retry."""
+
+    def __init__(self, reason: str, permanent: bool = False) -> None:
+        super().__init__(reason)
+        self.permanent = permanent
+
+
+_CANNOT_RUN = (CannotRun, toolchains.ToolchainError, repos.RepoError, install.InstallError,
+               SpawnError)
+
+
+@dataclass
+class Shared:
+    """What every runtime of one supervisor shares; ``config`` is replaced on reload."""
+
+    config: Config
+    state_dir: Path
+    apis_dir: Path
+    on_change: Callable[[], None]
+    progress: Callable[[str, str], None] | None = None
+    prober: Prober | None = None
+
+    @property
+    def settings(self) -> SupervisorConfig:
+        return self.config.supervisor
+
+    def get_prober(self) -> Prober:
+        if self.prober is None:
+            self.prober = Prober(self.settings.probe_timeout)
+        return self.prober
+
+
+class ProviderRuntime:
+    """The live state of one provider and the one task that runs it."""
+
+    def __init__(self, provider: ProviderConfig, shared: Shared) -> None:
+        self.provider = provider
+        self.shared = shared
+        s = shared.settings
+        self.log = ProviderLog(log_path(shared.state_dir, provider.name), s.log_max_bytes,
+                               s.log_backups)
+        self.policy = RestartPolicy.from_settings(s)
+        self.state = State.STOPPED
+        self.child: Child | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.last_error: str | None = None
+        self.warnings: list[str] = []
+        self.restarts = 0
+        self.health: str | None = None
+        self.health_ms: float | None = None
+        self.cpu_percent: float | None = None
+        self.rss_bytes: int | None = None
+        self._changed = asyncio.Event()
+        self._lock = asyncio.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.provider.name
+
+    # -- the one transition method -----------------------------------------------------------
+
+    def transition(self, new: State, error: str | None = None) -> None:
+        """Move to ``new`` (checked), record ``error``, log it and tell everyone who waits."""
+        old = self.state
+        if error is not None:
+            self.last_error = error
+        if new is old:
+            return
+        if new not in _ALLOWED[old]:
+            raise RuntimeError(f"{self.name}: illegal transition {old.value} → {new.value}")
+        self.state = new
+        why = f" ({error.splitlines()[0]})" if error else ""
+        level = logging.WARNING if new is State.FAILED else logging.INFO
+        log.log(level, "%s: %s → %s%s", self.name, old.value, new.value, why)
+        self.log.note(f"state {old.value} → {new.value}{why}")
+        if new not in _RUNNING:
+            self.health = None if new is not State.UNHEALTHY else self.health
+        self.shared.on_change()
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait_settled(self) -> None:
+        """Until the state is ready, unhealthy, failed or stopped."""
+        while self.state not in SETTLED:
+            await self._changed.wait()
+
+    # -- control -----------------------------------------------------------------------------
+
+    def launch(self) -> None:
+        """Start the lifecycle task if none runs (synchronous: the state changes at once)."""
+        if self.task is not None and not self.task.done():
+            return
+        self.transition(State.INSTALLING)
+        self.task = asyncio.create_task(self._lifecycle(), name=f"provider-{self.name}")
+
+    async def start(self) -> None:
+        """Run it (a failed one is tried again now); return once it has settled."""
+        async with self._lock:
+            if self.state is State.FAILED or self.state is State.STOPPED:
+                await self._cancel_task()
+                self.last_error = None
+                self.launch()
+        await self.wait_settled()
+
+    async def stop(self) -> None:
+        """Stop it and everything it started; return once it is stopped."""
+        async with self._lock:
+            await self._stop_locked()
+
+    async def restart(self) -> None:
+        """Stop, forget the crash history, start; return once it has settled."""
+        async with self._lock:
+            await self._stop_locked()
+            self.policy.reset()
+            self.last_error = None
+            self.launch()
+        await self.wait_settled()
+
+    async def install_only(self) -> str | None:
+        """Toolchain, clone and install without starting; the error, or None."""
+        async with self._lock:
+            if self.state is not State.STOPPED and self.state is not State.FAILED:
+                return f"{self.name} is {self.state.value}; stop it first"
+            self.transition(State.INSTALLING)
+            try:
+                await self._prepare()
+            except _CANNOT_RUN as exc:
+                self.transition(State.FAILED, str(exc))
+                return str(exc)
+            self.transition(State.STOPPED)
+            return None
+
+    def reconfigure(self, provider: ProviderConfig) -> None:
+        """Take a new config (the caller stopped it first); settings apply from now on."""
+        s = self.shared.settings
+        self.provider = provider
+        self.policy = RestartPolicy.from_settings(s)
+        self.log.max_bytes, self.log.backups = max(1024, s.log_max_bytes), s.log_backups
+        self.shared.on_change()
+
+    async def _stop_locked(self) -> None:
+        await self._cancel_task()
+        child = self.child
+        if child is not None:
+            self.transition(State.STOPPING)
+            await self._end_child(child, self.shared.settings.stop_grace)
+        if self.state is not State.STOPPED:
+            self.transition(State.STOPPED)
+        self.log.close()
+
+    async def _cancel_task(self) -> None:
+        task, self.task = self.task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    # -- the lifecycle task ------------------------------------------------------------------
+
+    async def _lifecycle(self) -> None:
+        """prepare → (run → backoff)* → failed → cool-down → again, until cancelled."""
+        try:
+            while True:
+                try:
+                    spec = await self._prepare()
+                    await self._run_until_crash_loop(spec)
+                except _CANNOT_RUN as exc:
+                    self.transition(State.FAILED, str(exc))
+                    if isinstance(exc, CannotRun) and exc.permanent:
+                        return
+                await asyncio.sleep(self.shared.settings.failed_cooldown)
+                self.policy.reset()
+                self.log.note("trying again after the failed cool-down")
+                self.transition(State.INSTALLING)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the top of a task: log it, never die silently
+            log.exception("%s: internal error", self.name)
+            self.transition(State.FAILED, f"internal error: {type(exc).__name__}: {exc}")
+
+    async def _prepare(self) -> runspec.RunSpec:
+        """Secrets, toolchain, clone and install: what must hold before the first start."""
+        p, shared = self.provider, self.shared
+        if p.missing_secrets:
+            raise CannotRun(f"missing secret {', '.join(p.missing_secrets)}", permanent=True)
+        tc = None
+        if not (p.local and p.runtime == "python" and not p.python and not p.toolchain):
+            tc = await toolchains.resolve(p, shared.config, self._say)
+        spec = runspec.build(p, shared.config, tc, shared.state_dir, shared.apis_dir)
+        commit = None
+        if p.repo is not None and spec.clone_dir is not None:
+            ref = p.ref or "HEAD"
+            commit = await repos.ensure_checkout(
+                p.repo, ref, spec.clone_dir, timeout=shared.settings.clone_timeout, emit=self._say
+            )
+            self._say(f"{spec.clone_dir} is at {ref} ({commit[:12]})")
+        if not spec.cwd.is_dir():
+            raise CannotRun(f"folder {spec.cwd} does not exist (check the provider's cwd)")
+        if not p.local:
+            self.log.on_line = self._progress
+            try:
+                await install.ensure_installed(
+                    spec, commit, self.log, timeout=shared.settings.install_timeout,
+                    emit=self._say,
+                )
+            finally:
+                self.log.on_line = None
+        return spec
+
+    async def _run_until_crash_loop(self, spec: runspec.RunSpec) -> None:
+        """Start, watch, and restart after each end with backoff, until a crash loop."""
+        while True:
+            ended = await self._run_once(spec)
+            delay = self.policy.on_exit()
+            if delay is None:
+                s = self.shared.settings
+                tail = "\n".join(self.log.last_lines(10))
+                self.transition(State.FAILED, f"crash loop: {s.crash_loop_max} exits within "
+                                f"{s.crash_loop_window:g}s; last: {ended}"
+                                + (f"; last output:\n{tail}" if tail else ""))
+                return
+            self.transition(State.BACKOFF, ended)
+            self.log.note(f"restarting in {delay:.2f}s")
+            await asyncio.sleep(delay)
+            self.restarts += 1
+
+    async def _run_once(self, spec: runspec.RunSpec) -> str:
+        """One process: free the port, spawn, watch until it ends; return why it ended."""
+        self.transition(State.STARTING)
+        await self._free_port()
+        argv = spec.start_argv()
+        self.log.forget_output()
+        child = await spawn(argv, cwd=spec.cwd, env=spec.env(run=True), log=self.log)
+        self.child = child
+        await asyncio.to_thread(leftovers.record, self.shared.state_dir, self.name, child.pid,
+                                child.create_time, self.provider.port)
+        shown = [("***" if i in self.provider.secret_args else a) for i, a in enumerate(argv)]
+        self.log.note(f"started pid {child.pid}: {' '.join(shown)} (in {spec.cwd})")
+        watch = Watch(self.provider, self.shared.settings, child, self.shared.get_prober(),
+                      TreeSampler(child.pid), self._observe)
+        ended = await watch.run()
+        self.log.note(ended)
+        await self._end_child(child, self.shared.settings.stop_grace)
+        return ended
+
+    async def _end_child(self, child: Child, grace: float) -> None:
+        """Stop the tree (what is left of it), forget its record, clear its numbers."""
+        belongs = leftovers.ours(self.shared.state_dir, self.name)
+        survivors = await stop_tree(child, grace, self.provider.port, belongs=belongs)
+        if survivors:
+            self.log.note(f"could not kill pids {survivors}")
+            log.error("%s: pids %s survived SIGKILL", self.name, survivors)
+        await asyncio.to_thread(leftovers.forget, self.shared.state_dir, self.name)
+        if self.child is child:
+            self.child = None
+        self.cpu_percent = self.rss_bytes = None
+
+    async def _free_port(self) -> None:
+        """Make sure the port is free: kill a leftover of an earlier run, else fail."""
+        port, state_dir = self.provider.port, self.shared.state_dir
+        if port_is_free(port):
+            return
+        holder = await asyncio.to_thread(leftovers.holder, port)
+        if holder is not None and await asyncio.to_thread(leftovers.is_leftover, holder,
+                                                          state_dir):
+            self.log.note(f"port {port} is held by a leftover of an earlier run: killing it")
+            await leftovers.terminate([holder], 3.0)
+            if await wait_port_free(port, 5.0):
+                return
+        raise CannotRun(await asyncio.to_thread(leftovers.port_holder, port))
+
+    def _observe(self, result: ProbeResult, state: State | None, sample: TreeSample) -> None:
+        """The watch reports a probe: record it and move ready ⇄ unhealthy as told."""
+        self.health = "ok" if result.ready else "fail"
+        self.health_ms = result.ms
+        self.cpu_percent, self.rss_bytes = round(sample.cpu_percent, 1), sample.rss_bytes
+        warnings = port_warnings(self.provider.port, sample.listens)
+        if warnings != self.warnings:
+            self.warnings = warnings
+            wrong = [w for w in warnings if "assigned" in w]
+            if wrong:
+                self.last_error = wrong[0]
+            self.shared.on_change()
+        if state is State.READY:
+            self.policy.on_ready()
+        elif state is not None:
+            self.policy.on_not_ready()
+        if state is not None:
+            self.transition(state)
+
+    def _say(self, line: str) -> None:
+        self.log.note(line)
+        self._progress(line)
+
+    def _progress(self, line: str) -> None:
+        if self.shared.progress is not None:
+            self.shared.progress(self.name, line)
+
+    # -- what others see ---------------------------------------------------------------------
+
+    def info(self) -> ProviderInfo:
+        p = self.provider
+        return ProviderInfo(
+            name=p.name, state=self.state, base_url=f"http://127.0.0.1:{p.port}", key=p.key,
+            models=p.models, weight=p.weight,
+            probe_ok=None if self.health is None else self.health == "ok",
+            probe_ms=self.health_ms,
+        )
+
+    def row(self) -> dict[str, Any]:
+        p, child = self.provider, self.child
+        alive = child is not None and child.returncode is None
+        return {
+            "name": p.name, "port": p.port, "state": self.state.value,
+            "pid": child.pid if alive and child else None,
+            "uptime_s": round(time.monotonic() - child.started, 1) if alive and child else None,
+            "restarts": self.restarts, "health": self.health, "health_ms": self.health_ms,
+            "last_error": self.last_error, "cpu_percent": self.cpu_percent,
+            "rss_bytes": self.rss_bytes, "runtime": p.runtime, "models": list(p.models),
+            "warnings": list(self.warnings), "enabled": p.enabled,
+            "description": p.description, "missing_secrets": list(p.missing_secrets),
+        }

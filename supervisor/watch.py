@@ -1,0 +1,124 @@
+"""Watching one running process: its exit, its probes, its resources, its sockets.
+
+:class:`Watch` runs while a provider's process lives and returns, as a sentence, why it should
+end: the process exited, it never answered within the startup grace, or it failed
+``liveness_failures`` probes in a row. Everything else it reports through ``observe`` (each
+probe's result, the readiness state it implies, CPU, memory and listening sockets of the whole
+tree), which the runtime records. It never kills anything itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import signal
+import time
+from collections.abc import Callable
+
+from supervisor.config import ProviderConfig, SupervisorConfig
+from supervisor.probe import Prober, ProbeResult
+from supervisor.process import Child, TreeSample, TreeSampler
+from supervisor.view import State
+
+Observer = Callable[[ProbeResult, "State | None", TreeSample], None]
+STARTUP_POLL = 0.25  # probe this often while starting, so ready is seen soon
+
+
+class Watch:
+    """Probe a live child until a reason to end it appears (see the module docstring)."""
+
+    def __init__(self, provider: ProviderConfig, settings: SupervisorConfig, child: Child,
+                 prober: Prober, sampler: TreeSampler, observe: Observer) -> None:
+        self.provider = provider
+        self.settings = settings
+        self.child = child
+        self.prober = prober
+        self.sampler = sampler
+        self.observe = observe
+        self.started_ok = False  # the startup probe has succeeded (it answered once)
+        self.failures = 0  # consecutive unanswered probes since then
+
+    async def run(self) -> str:
+        """Until the child exits or must be restarted; return why."""
+        exit_wait = asyncio.ensure_future(self.child.proc.wait())
+        try:
+            while True:
+                await asyncio.wait({exit_wait}, timeout=self._interval())
+                if exit_wait.done():
+                    return describe_exit(self.child.returncode)
+                result, sample = await asyncio.gather(
+                    self.prober.probe(self.provider), asyncio.to_thread(self.sampler.sample)
+                )
+                if self.child.returncode is not None:
+                    continue  # it died during the probe: report the exit, not the probe
+                ended = self._liveness(result)
+                if ended is not None:
+                    return ended
+                self.observe(result, self._readiness(result), sample)
+        finally:
+            exit_wait.cancel()
+
+    def _interval(self) -> float:
+        interval = self.settings.probe_interval
+        return interval if self.started_ok else min(interval, STARTUP_POLL)
+
+    def _liveness(self, result: ProbeResult) -> str | None:
+        """A reason to restart, or None. Before the first answer only the grace counts."""
+        health = self.provider.health
+        if not self.started_ok:
+            if result.alive:
+                self.started_ok = True
+                return None
+            grace = self.settings.startup_grace
+            if time.monotonic() - self.child.started >= grace:
+                return f"no answer from {health} within the startup grace of {grace:g}s " \
+                       f"({result.describe()})"
+            return None
+        if result.alive:
+            self.failures = 0
+            return None
+        self.failures += 1
+        if self.failures >= self.settings.liveness_failures:
+            return f"liveness probe of {health} failed {self.failures} times in a row " \
+                   f"({result.describe()})"
+        return None
+
+    def _readiness(self, result: ProbeResult) -> State | None:
+        """READY or UNHEALTHY once started; None (stay starting) before."""
+        if not self.started_ok:
+            return None
+        return State.READY if result.ready else State.UNHEALTHY
+
+
+def describe_exit(code: int | None) -> str:
+    """``exited with code 1`` or ``killed by SIGKILL``."""
+    if code is None:
+        return "still running"
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
+
+
+def port_warnings(port: int, listens: set[tuple[str, int]]) -> list[str]:
+    """What is wrong with where a tree listens: another port, or a non-loopback address."""
+    out = []
+    ports = sorted({p for _, p in listens})
+    if ports and port not in ports:
+        shown = ", ".join(str(p) for p in ports)
+        out.append(f"listens on port {shown}, not on its assigned port {port}")
+    for ip, p in sorted(listens):
+        if not _loopback(ip):
+            addr = f"[{ip}]" if ":" in ip else ip
+            out.append(f"listens on {addr}:{p}: exposed to the network")
+    return out
+
+
+def _loopback(ip: str) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip.split("%")[0])
+    except ValueError:
+        return False
+    mapped = getattr(addr, "ipv4_mapped", None)
+    return bool(addr.is_loopback or (mapped is not None and mapped.is_loopback))

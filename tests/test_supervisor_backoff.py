@@ -1,0 +1,99 @@
+"""The restart policy, with a fake clock: delays, jitter, reset after stability, crash loops."""
+
+from __future__ import annotations
+
+from supervisor.backoff import RestartPolicy
+from supervisor.config import SupervisorConfig
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def policy(clock: FakeClock, *, jitter: float = 0.0, rand: float = 0.0, **kw: float) -> RestartPolicy:
+    settings = dict(initial=1.0, maximum=8.0, reset_after=60.0, crash_loop_max=100,
+                    crash_loop_window=120.0)
+    settings.update(kw)
+    return RestartPolicy(**settings, jitter=jitter, clock=clock, rand=lambda: rand)  # type: ignore[arg-type]
+
+
+def test_restart_delay_doubles_until_cap() -> None:
+    clock = FakeClock()
+    p = policy(clock)
+    delays = []
+    for _ in range(6):
+        delays.append(p.on_exit())
+        clock.now += 1
+    assert delays == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+
+
+def test_jitter_shortens_the_delay_but_never_exceeds_the_cap() -> None:
+    clock = FakeClock()
+    low = policy(clock, jitter=0.25, rand=1.0)
+    assert low.on_exit() == 0.75
+    high = policy(clock, jitter=0.25, rand=0.0, initial=8.0)
+    assert high.on_exit() == 8.0
+    for _ in range(10):
+        delay = high.on_exit()
+        assert delay is not None and 6.0 <= delay <= 8.0
+
+
+def test_delay_starts_over_after_staying_ready_for_reset_after() -> None:
+    clock = FakeClock()
+    p = policy(clock, reset_after=60.0)
+    assert [p.on_exit(), p.on_exit(), p.on_exit()] == [1.0, 2.0, 4.0]
+    p.on_ready()
+    clock.now += 61
+    assert p.on_exit() == 1.0
+
+
+def test_short_ready_period_keeps_the_backoff_growing() -> None:
+    clock = FakeClock()
+    p = policy(clock, reset_after=60.0)
+    assert [p.on_exit(), p.on_exit()] == [1.0, 2.0]
+    p.on_ready()
+    clock.now += 30
+    p.on_not_ready()  # unhealthy for a while: the ready period ended at 30 s
+    p.on_ready()
+    clock.now += 30
+    assert p.on_exit() == 4.0
+
+
+def test_crash_loop_detected_when_max_exits_fall_within_window() -> None:
+    clock = FakeClock()
+    p = policy(clock, crash_loop_max=3, crash_loop_window=10.0)
+    assert p.on_exit() is not None
+    clock.now += 4
+    assert p.on_exit() is not None
+    clock.now += 4
+    assert p.on_exit() is None
+    assert p.recent_exits == 3
+
+
+def test_exits_spread_wider_than_the_window_are_not_a_crash_loop() -> None:
+    clock = FakeClock()
+    p = policy(clock, crash_loop_max=3, crash_loop_window=10.0)
+    for _ in range(10):
+        assert p.on_exit() is not None
+        clock.now += 6
+
+
+def test_reset_forgets_exits_and_backoff() -> None:
+    clock = FakeClock()
+    p = policy(clock, crash_loop_max=2, crash_loop_window=100.0)
+    assert p.on_exit() == 1.0
+    assert p.on_exit() is None
+    p.reset()
+    assert p.recent_exits == 0
+    assert p.on_exit() == 1.0
+
+
+def test_policy_from_supervisor_settings() -> None:
+    s = SupervisorConfig(backoff_initial=0.5, backoff_max=2.0, crash_loop_max=7)
+    p = RestartPolicy.from_settings(s)
+    assert (p.initial, p.maximum, p.crash_loop_max) == (0.5, 2.0, 7)
+    assert p.crash_loop_window == s.crash_loop_window

@@ -1,0 +1,171 @@
+"""A provider's life under the supervisor: ready, crash, backoff, failed, liveness, grace.
+
+Real echo providers (``python -m supervisor.echo``) on free ports, with small timings.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from supervisor_helpers import (  # noqa: F401 (the fixture is used by name)
+    _kill_leftover_children,
+    echo,
+    free_port,
+    row,
+    run,
+    until,
+    until_state,
+    write_config,
+)
+
+from supervisor.manager import Supervisor
+
+FLAKY = """\
+import os, sys
+if os.path.exists("broken"):
+    print("flaky: the file 'broken' exists, giving up", flush=True)
+    sys.exit(2)
+from supervisor.echo import main
+main()
+"""
+
+
+def test_local_provider_becomes_ready_with_its_numbers(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, [echo("a", port, models=["m1"], key="sk-a")])
+
+    async def body(sup: Supervisor) -> None:
+        assert await sup.wait_settled(20)
+        await until(lambda: row(sup, "a")["rss_bytes"] is not None, 5, "a sample")
+        r = row(sup, "a")
+        assert r["state"] == "ready" and r["health"] == "ok" and r["health_ms"] > 0
+        assert r["pid"] == psutil.Process(r["pid"]).pid and r["rss_bytes"] > 1_000_000
+        assert r["restarts"] == 0 and r["warnings"] == [] and r["models"] == ["m1"]
+        info = sup.providers()[0]
+        assert info.ready and info.base_url == f"http://127.0.0.1:{port}" and info.key == "sk-a"
+        answer = httpx.get(f"{info.base_url}/v1/models", timeout=5)
+        assert answer.status_code == 200  # the echo really serves on its assigned port
+        assert sup.version > 0
+
+    run(config, body)
+
+
+def test_killed_provider_is_restarted_once_and_ready_again(tmp_path: Path) -> None:
+    config = write_config(tmp_path, [echo("a", free_port())])
+
+    async def body(sup: Supervisor) -> None:
+        await until_state(sup, "a", "ready")
+        first = row(sup, "a")["pid"]
+        os.kill(first, signal.SIGKILL)
+        await until(lambda: row(sup, "a")["pid"] not in (None, first)
+                    and row(sup, "a")["state"] == "ready", 15, "a restarted and ready")
+        r = row(sup, "a")
+        assert r["restarts"] == 1
+        assert r["last_error"] == "killed by SIGKILL"
+        assert not psutil.pid_exists(first) or psutil.Process(first).status() == "zombie"
+
+    run(config, body)
+
+
+def test_provider_exiting_at_once_backs_off_then_fails_and_restart_recovers(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "flaky.py").write_text(FLAKY)
+    (tmp_path / "broken").write_text("")
+    flaky = echo("flaky", free_port())
+    flaky["start"] = ["{python}", "flaky.py", "--port", "{port}"]
+    config = write_config(tmp_path, [flaky, echo("ok", free_port())], crash_loop_max=4)
+
+    async def body(sup: Supervisor) -> None:
+        await until_state(sup, "flaky", "failed", 30)
+        r = row(sup, "flaky")
+        assert r["last_error"].startswith("crash loop: 4 exits within 60s")
+        assert "flaky: the file 'broken' exists, giving up" in r["last_error"]
+        assert row(sup, "ok")["state"] == "ready"
+        notes = [ln for ln in sup.log_tail("flaky", 200) or [] if "restarting in" in ln]
+        delays = [float(ln.rsplit(" ", 1)[1].rstrip("s")) for ln in notes]
+        assert len(delays) == 3
+        assert delays[0] < delays[1] < delays[2] <= 1.0  # 0.2 doubling, 20 % jitter, cap 1
+        (tmp_path / "broken").unlink()
+        answer = await sup.restart("flaky")
+        assert answer["state"] == "ready" and answer["last_error"] is None
+
+    run(config, body)
+
+
+def test_hung_provider_is_restarted_by_the_liveness_probe(tmp_path: Path) -> None:
+    hung = echo("hung", free_port(), "--hang-after", "3", health="/v1/models")
+    config = write_config(tmp_path, [hung])
+
+    async def body(sup: Supervisor) -> None:
+        await until_state(sup, "hung", "ready")
+        first = row(sup, "hung")["pid"]
+        await until(lambda: row(sup, "hung")["restarts"] >= 1, 20, "a liveness restart")
+        assert "liveness probe of /v1/models failed 3 times in a row (timed out)" in (
+            "\n".join(sup.log_tail("hung", 100) or [])
+        )
+        assert not psutil.pid_exists(first) or psutil.Process(first).status() == "zombie"
+        await until(lambda: row(sup, "hung")["health"] == "ok", 10, "the new process answers")
+
+    run(config, body)
+
+
+def test_slow_starter_is_not_killed_during_its_startup_grace(tmp_path: Path) -> None:
+    slow = echo("slow", free_port(), "--startup-delay", "2.5")
+    config = write_config(tmp_path, [slow], liveness_failures=1, startup_grace=6)
+
+    async def body(sup: Supervisor) -> None:
+        started = time.monotonic()
+        await until(lambda: row(sup, "slow")["pid"] is not None, 10, "a pid")
+        pid = row(sup, "slow")["pid"]
+        assert row(sup, "slow")["state"] == "starting"
+        await until_state(sup, "slow", "ready", 15)
+        assert time.monotonic() - started >= 2.5
+        r = row(sup, "slow")
+        assert r["restarts"] == 0 and r["pid"] == pid
+
+    run(config, body)
+
+
+def test_provider_silent_past_its_startup_grace_is_restarted(tmp_path: Path) -> None:
+    mute = echo("mute", free_port(), "--startup-delay", "30")
+    config = write_config(tmp_path, [mute], startup_grace=1)
+
+    async def body(sup: Supervisor) -> None:
+        await until(lambda: row(sup, "mute")["restarts"] >= 1, 15, "a restart")
+        assert row(sup, "mute")["last_error"].startswith(
+            "no answer from /health within the startup grace of 1s (connection refused)"
+        )
+
+    run(config, body)
+
+
+def test_start_stop_restart_return_the_row_when_done(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, [echo("a", port), echo("off", free_port(), enabled=False)])
+
+    async def body(sup: Supervisor) -> None:
+        assert await sup.wait_settled(20)
+        assert row(sup, "off")["state"] == "stopped" and row(sup, "off")["pid"] is None
+        stopped = await sup.stop("a")
+        assert stopped["state"] == "stopped" and stopped["pid"] is None
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+        started = await sup.start("a")
+        assert started["state"] == "ready" and started["pid"]
+        again = await sup.restart("a")
+        assert again["state"] == "ready" and again["pid"] != started["pid"]
+        assert again["restarts"] == 0  # a restart someone asked for is not a crash
+        assert (await sup.start("off"))["state"] == "ready"
+        for call in (sup.start, sup.stop, sup.restart):
+            with pytest.raises(KeyError):
+                await call("nope")
+        assert sup.log_tail("nope", 5) is None
+
+    run(config, body)
