@@ -308,7 +308,7 @@ class ProviderRuntime:
     async def _end_child(self, child: Child, grace: float) -> None:
         """Stop the tree (what is left of it), forget its record, clear its numbers."""
         belongs = leftovers.ours(self.shared.state_dir, self.name)
-        survivors = await stop_tree(child, grace, self.provider.port, belongs=belongs)
+        survivors = await stop_tree(child, grace, self.provider.port, belongs=None)
         if survivors:
             self.log.note(f"could not kill pids {survivors}")
             log.error("%s: pids %s survived SIGKILL", self.name, survivors)
