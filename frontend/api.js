@@ -46,7 +46,8 @@ export async function request(method, path, body, { signal } = {}) {
     response = await fetch(path, init);
   } catch (err) {
     if (err.name === "AbortError") throw err;
-    throw new ApiError(0, "cannot reach the gateway", "unreachable");
+    const why = err.name === "TimeoutError" ? "the gateway did not answer in time" : "cannot reach the gateway";
+    throw new ApiError(0, why, "unreachable");
   }
   const data = await readJson(response);
   if (!response.ok) {

@@ -7,9 +7,10 @@ import { Charts, History, medianLatency } from "./charts.js";
 import { Chat } from "./chat.js";
 import { clock, ms, percent, rate, setText } from "./format.js";
 import { Logs } from "./logs.js";
-import { DONE_LABEL, ProviderTable } from "./table.js";
+import { BUSY_TEXT, DONE_LABEL, ProviderTable, setAvailable, unavailable } from "./table.js";
 
 const POLL_MS = 1500;
+const POLL_TIMEOUT_MS = 5000;
 const HIDDEN_POLL_MS = 5000;
 const RATE_WINDOW_S = 10;
 const ERROR_WINDOW_S = 60;
@@ -53,7 +54,7 @@ function toolbarOutcome(kind, text) {
 async function poll() {
   const started = epoch;
   try {
-    const data = await api.getProviders();
+    const data = await api.getProviders({ signal: AbortSignal.timeout(POLL_TIMEOUT_MS) });
     if (started === epoch) show(data);
     connection(true);
   } catch (err) {
@@ -114,16 +115,23 @@ function onAction(name, action) {
 
 async function control(name, action) {
   table.setPending(name, action);
-  table.setOutcome(name, "busy", `${action}…`);
+  table.setOutcome(name, "busy", BUSY_TEXT[action]);
   const started = performance.now();
   try {
     const row = await api.control(action, name);
     epoch += 1;
     if (row && row.name) table.merge(row);
-    const state = row && row.state ? ` → ${row.state}` : "";
+    const state = row && row.state;
     const took = ms(performance.now() - started);
-    table.setOutcome(name, "ok", `${DONE_LABEL[action]}${state} (${took})`);
-    announce(`${name} ${DONE_LABEL[action]}${state}`);
+    if (state === "failed" && action !== "stop") {
+      const why = (row.last_error || "it failed").split("\n")[0]; // in full: the detail row
+      table.setOutcome(name, "error", `${action} failed: ${why}`);
+      announce(`${name}: ${action} failed: ${why}`);
+      return;
+    }
+    const now = state && state !== DONE_LABEL[action] ? `: ${state}` : "";
+    table.setOutcome(name, "ok", `${DONE_LABEL[action]}${now} (${took})`);
+    announce(`${name} ${DONE_LABEL[action]}${now}`);
   } catch (err) {
     table.setOutcome(name, "error", `${action} failed: ${err.message}`);
     announce(`${name}: ${action} failed: ${err.message}`);
@@ -133,9 +141,10 @@ async function control(name, action) {
 }
 
 async function controlAll(action, button) {
+  if (unavailable(button)) return;
   const label = button.textContent;
   const names = table.names();
-  button.disabled = true;
+  setAvailable(button, false);
   button.setAttribute("aria-busy", "true");
   button.textContent = action === "start" ? "Starting all…" : "Stopping all…";
   names.forEach((n) => table.setPending(n, action));
@@ -153,7 +162,7 @@ async function controlAll(action, button) {
     toolbarOutcome("error", `${action} all failed: ${err.message}`);
   } finally {
     names.forEach((n) => table.setPending(n, null));
-    button.disabled = false;
+    setAvailable(button, true);
     button.setAttribute("aria-busy", "false");
     button.textContent = label;
   }

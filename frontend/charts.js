@@ -69,7 +69,7 @@ function palette() {
   const v = (name) => css.getPropertyValue(name).trim();
   return {
     rps: v("--chart-rps"), rpsFill: v("--chart-rps-fill"), latency: v("--chart-latency"),
-    grid: v("--border"), text: v("--text-dim"),
+    grid: v("--border"), text: v("--text-dim"), panel: v("--panel"),
     state: {
       ready: v("--ok"), starting: v("--info"), installing: v("--info"), unhealthy: v("--warn"),
       backoff: v("--warn"), stopping: v("--muted"), stopped: v("--muted"), failed: v("--bad"),
@@ -119,6 +119,17 @@ function plotStrip(ctx, points, key, box, color, fill, xOf) {
   return max;
 }
 
+/** Right-aligned text on a small backing box, readable over the lines it sits on. */
+function label(ctx, text, right, y, colors) {
+  const width = ctx.measureText(text).width;
+  ctx.fillStyle = colors.panel;
+  ctx.globalAlpha = 0.8;
+  ctx.fillRect(right - width - 2, y - 1, width + 4, 12);
+  ctx.globalAlpha = 1;
+  ctx.fillStyle = colors.text;
+  ctx.fillText(text, right, y);
+}
+
 /** Where time t falls across the chart, 0..1: the last `span` seconds up to `now`. */
 function timeScale(now, span) {
   return (t) => (t - (now - span * 1000)) / (span * 1000);
@@ -134,11 +145,10 @@ function drawChart(canvas, points, colors, xOf) {
   const maxRps = plotStrip(ctx, points, "rps", top, colors.rps, colors.rpsFill, xOf);
   const maxLat = plotStrip(ctx, points, "latency", bottom, colors.latency, null, xOf);
   ctx.font = "10px system-ui, sans-serif";
-  ctx.fillStyle = colors.text;
   ctx.textAlign = "right";
   ctx.textBaseline = "top";
-  ctx.fillText(`max ${rate(maxRps)}`, w - 2, top.y + 1);
-  ctx.fillText(`max ${ms(maxLat || null)}`, w - 2, bottom.y + 1);
+  if (maxRps > 0) label(ctx, `max ${rate(maxRps)}`, w - 2, top.y + 1, colors);
+  if (maxLat > 0) label(ctx, `max ${ms(maxLat)}`, w - 2, bottom.y + 1, colors);
   const x = (t) => xOf(t) * w;
   for (let i = 0; i < points.length; i += 1) {
     const x0 = Math.max(0, x(i ? points[i - 1].t : points[i].t - 1500));

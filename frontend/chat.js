@@ -193,7 +193,7 @@ export class Chat {
     } else {
       meta.append("no provider answered");
     }
-    meta.append(` · ${model} · ${ms(total)}${first}${tail}`);
+    meta.append(` · model ${model} · ${ms(total)}${first}${tail}`);
     this.onAnswered(kind, meta.textContent);
   }
 }

@@ -5,17 +5,30 @@
 import { DASH, bytes, count, duration, el, ms, setText } from "./format.js";
 
 export const ACTIONS = ["start", "stop", "restart"];
-const BUSY_LABEL = { start: "Starting…", stop: "Stopping…", restart: "Restarting…" };
+const BUSY_LABEL = { start: "Start…", stop: "Stop…", restart: "Restart…" };
+export const BUSY_TEXT = { start: "starting…", stop: "stopping…", restart: "restarting…" };
 const DONE_LABEL = { start: "started", stop: "stopped", restart: "restarted" };
 const LABEL = { start: "Start", stop: "Stop", restart: "Restart" };
 const COLUMNS = 13;
 
-// A button is offered only where it can do something; the gateway still has the last word.
-const NOT_FOR = {
-  start: new Set(["ready", "starting", "installing", "stopping"]),
-  stop: new Set(["stopped", "stopping"]),
-  restart: new Set(["stopping", "installing"]),
+// A button is offered only where it can do something (start runs a stopped or failed
+// provider; the others are already on their way); the gateway still has the last word.
+const OFFERED = {
+  start: (state) => state === "stopped" || state === "failed",
+  stop: (state) => state !== "stopped" && state !== "stopping",
+  restart: (state) => state !== "stopping",
 };
+
+// Buttons are made unavailable with aria-disabled, not disabled: a disabled button loses
+// keyboard focus, and the user who pressed Stop should still be on it when it is done.
+export function setAvailable(button, available) {
+  const value = available ? "false" : "true";
+  if (button.getAttribute("aria-disabled") !== value) button.setAttribute("aria-disabled", value);
+}
+
+export function unavailable(button) {
+  return button.getAttribute("aria-disabled") === "true";
+}
 
 function cell(field, extra = {}) {
   return el("td", { "data-field": field, ...extra });
@@ -109,7 +122,7 @@ export class ProviderTable {
     tbody.addEventListener("click", (event) => {
       const button = event.target.closest("button[data-action]");
       const tr = button && button.closest("tr[data-name]");
-      if (tr && !button.disabled) onAction(tr.dataset.name, button.dataset.action, button);
+      if (tr && !unavailable(button)) onAction(tr.dataset.name, button.dataset.action, button);
     });
   }
 
@@ -169,8 +182,7 @@ export class ProviderTable {
     for (const button of tr.querySelectorAll("button[data-action]")) {
       const action = button.dataset.action;
       if (action === "logs") continue;
-      const disabled = busy !== undefined || NOT_FOR[action].has(row.state);
-      if (button.disabled !== disabled) button.disabled = disabled;
+      setAvailable(button, busy === undefined && OFFERED[action](row.state));
       setText(button, busy === action ? BUSY_LABEL[action] : LABEL[action]);
       button.setAttribute("aria-busy", busy === action ? "true" : "false");
     }

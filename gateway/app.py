@@ -38,6 +38,7 @@ from gateway.proxy import ChatResult, ChatStream, Proxy
 from gateway.routing import Backend, OutlierPolicy, Router, RoutingSettings
 from gateway.stats import Stats
 from gateway.strategies import make
+from gateway.translated_routes import TranslatedDoor
 from gateway.upstream import Upstream
 from supervisor.config import Config
 from supervisor.view import ProviderView
@@ -182,7 +183,8 @@ def create_app(config: Config, view: ProviderView) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(FrontDoor, gateway=gateway)],
+        middleware=[Middleware(TranslatedDoor, gateway=gateway),  # Anthropic and Gemini
+                    Middleware(FrontDoor, gateway=gateway)],
         exception_handlers={GatewayError: handle_gateway_error,
                             HTTPException: handle_http_exception},
         lifespan=gateway.lifespan,

@@ -10,6 +10,7 @@ Starlette routes) or :func:`error_bytes` (for the raw ASGI fast path)::
     ├── Unauthorized                     401      authentication_error
     ├── Forbidden                        403      permission_error      (control routes)
     ├── NotFound                         404      not_found_error       (model, provider, route)
+    ├── MethodNotAllowed                 405      invalid_request_error (+ Allow)
     ├── NotWired                         501      not_implemented       (routes not wired yet)
     ├── NoProviderReady                  503      service_unavailable   (+ Retry-After)
     └── ProviderFailed                   502      upstream_error        (every candidate failed)
@@ -77,6 +78,10 @@ class Forbidden(GatewayError):
 
 class NotFound(GatewayError):
     status_code, type, code = 404, "not_found_error", "not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status_code, type, code = 405, "invalid_request_error", "method_not_allowed"
 
 
 class NotWired(GatewayError):

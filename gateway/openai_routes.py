@@ -25,7 +25,7 @@ from gateway.errors import (
     BadRequest,
     BodyTooLarge,
     GatewayError,
-    NotWired,
+    MethodNotAllowed,
     Unauthorized,
     error_bytes,
 )
@@ -43,6 +43,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 JSON = b"application/json"
 PIN_HEADER = b"x-unigw-provider"
+PROXIED = frozenset(("/v1/chat/completions", "/v1/completions"))
 KEY_HEADERS = (b"authorization", b"x-api-key", b"x-goog-api-key")
 
 
@@ -59,25 +60,15 @@ class FrontDoor:
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])  # last value wins; fine for the ones read here
         try:
-            self._authorize(headers)
-            if scope["method"] == "POST" and path in ("/v1/chat/completions", "/v1/completions"):
+            authorize(self.gateway.api_keys, headers)
+            if path in PROXIED:
+                if scope["method"] != "POST":
+                    raise MethodNotAllowed(f"{scope['method']} {path}: use POST",
+                                           headers={"Allow": "POST"})
                 return await self._proxy(scope, headers, receive, send, path)
         except GatewayError as exc:
             return await send_error(send, exc)
         await self.app(scope, receive, send)
-
-    def _authorize(self, headers: dict[bytes, bytes]) -> None:
-        keys = self.gateway.api_keys
-        if not keys:
-            return
-        for name in KEY_HEADERS:
-            value = headers.get(name)
-            if value is None:
-                continue
-            token = value[7:] if value[:7].lower() == b"bearer " else value
-            if any(hmac.compare_digest(token, key) for key in keys):
-                return
-        raise Unauthorized("a gateway API key is required: send 'Authorization: Bearer KEY'")
 
     async def _proxy(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive,
                      send: Send, path: str) -> None:
@@ -93,6 +84,22 @@ class FrontDoor:
             await send_answer(send, result)
         else:
             await stream_answer(gateway, result, receive, send)
+
+
+def authorize(keys: tuple[bytes, ...], headers: dict[bytes, bytes],
+              query_key: bytes | None = None) -> None:
+    """401 unless a gateway key came as a bearer, ``x-api-key``, ``x-goog-api-key`` or (Gemini's
+    ``?key=``) ``query_key``; anything goes when no keys are configured."""
+    if not keys:
+        return
+    tokens = [query_key] if query_key else []
+    for name in KEY_HEADERS:
+        value = headers.get(name)
+        if value is not None:
+            tokens.append(value[7:] if value[:7].lower() == b"bearer " else value)
+    if any(hmac.compare_digest(token, key) for token in tokens for key in keys):
+        return
+    raise Unauthorized("a gateway API key is required: send 'Authorization: Bearer KEY'")
 
 
 async def read_body(headers: dict[bytes, bytes], receive: Receive, limit: int) -> bytes:
@@ -209,7 +216,7 @@ async def _watch_disconnect(receive: Receive, task: asyncio.Task[Any],
 # -- Starlette routes ----------------------------------------------------------------------------
 
 def openai_routes(gateway: Gateway) -> list[BaseRoute]:
-    """``GET /v1/models``, ``POST /v1/test``, and 501 for the translated APIs until wired."""
+    """``GET /v1/models`` and ``POST /v1/test`` (the translated APIs: gateway.translated_routes)."""
 
     async def models(request: Request) -> Response:
         table = gateway.router.table()
@@ -226,15 +233,9 @@ def openai_routes(gateway: Gateway) -> list[BaseRoute]:
     async def test(request: Request) -> Response:
         return await one_shot_test(gateway, request)
 
-    async def not_wired(request: Request) -> Response:
-        raise NotWired(f"{request.url.path} is not available in this build yet; "
-                       "use POST /v1/chat/completions")
-
     return [
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/test", test, methods=["POST"]),
-        Route("/v1/messages", not_wired, methods=["POST"]),
-        Route("/v1beta/models/{rest:path}", not_wired, methods=["POST"]),
     ]
 
 

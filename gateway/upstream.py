@@ -69,6 +69,7 @@ class _Conn(asyncio.Protocol):
         self.pieces: list[bytes] = []
         self.buffered = 0
         self.got_bytes = self.headers_done = self.complete = self.paused = False
+        self.keep_alive = False
         self.error: AttemptFailed | None = None
         self.waiter: asyncio.Future[bool] | None = None
 
@@ -102,6 +103,7 @@ class _Conn(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()  # only meaningful until the body
         self.headers_done = True
         self._wake()
 
@@ -155,7 +157,7 @@ class _Conn(asyncio.Protocol):
 
     def reusable(self) -> bool:
         return (self.complete and not self.closed and self.error is None
-                and not self.pieces and self.parser.should_keep_alive())
+                and not self.pieces and self.keep_alive)
 
     def abort(self) -> None:
         self.closed = True

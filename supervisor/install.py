@@ -113,8 +113,11 @@ async def ensure_installed(
     if spec.venv is not None:
         await _ensure_venv(spec, log, timeout, emit)
     for argv in stamp["steps"]:
-        emit(f"running {' '.join(argv)}")
+        emit(f"install: {' '.join(argv)}")
         await run_step(argv, spec, log, timeout)
+    # Steps may write dependency files (npm writes a lockfile, go may update go.sum): stamp
+    # what is there now, which is what the next check will see.
+    stamp = await asyncio.to_thread(stamp_of, spec, commit)
     path = stamp_path(spec)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(stamp, indent=1))
@@ -140,14 +143,13 @@ async def _ensure_venv(spec: RunSpec, log: ProviderLog, timeout: float,
 
 async def run_step(argv: list[str], spec: RunSpec, log: ProviderLog, timeout: float) -> None:
     """Run one command to completion; raise :class:`InstallError` on failure or timeout."""
-    log.note(f"install: {' '.join(argv)} (in {spec.cwd})")
     log.forget_output()
     if not spec.cwd.is_dir():
-        raise InstallError(f"folder {spec.cwd} does not exist (check the provider's cwd)")
+        raise InstallError(f"install failed: folder {spec.cwd} does not exist")
     try:
         child = await spawn(argv, cwd=spec.cwd, env=spec.env(run=False), log=log)
     except SpawnError as exc:
-        raise InstallError(str(exc)) from None
+        raise InstallError(f"install failed: {exc}") from None
     timed_out = False
     try:
         await asyncio.wait_for(asyncio.shield(child.proc.wait()), timeout)
@@ -163,4 +165,5 @@ async def run_step(argv: list[str], spec: RunSpec, log: ProviderLog, timeout: fl
         why = f"timed out after {timeout:g}s" if timed_out else f"exited with code {code}"
         tail = " | ".join(log.last_lines(5))
         log.note(f"install step {why}")
-        raise InstallError(f"`{' '.join(argv)}` {why}" + (f": {tail}" if tail else ""))
+        quoted = f"`{' '.join(argv)}` {why}" + (f": {tail}" if tail else "")
+        raise InstallError(f"install failed: {quoted}")

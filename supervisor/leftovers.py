@@ -185,7 +185,10 @@ def _owner_alive(mark: str) -> bool:
 
 
 def _describe(p: psutil.Process) -> str:
+    """Pid, name and provider; never the command line, which may hold a secret."""
     try:
-        return f"pid {p.pid} ({p.name()}): {' '.join(p.cmdline())[:200]}"
-    except psutil.Error:
+        name = p.name()
+        provider = p.environ().get(MARK_PROVIDER)
+    except (psutil.Error, OSError):
         return f"pid {p.pid}"
+    return f"pid {p.pid} ({name})" + (f" of provider {provider}" if provider else "")

@@ -203,8 +203,9 @@ class ProviderRuntime:
     async def _stop_locked(self) -> None:
         await self._cancel_task()
         child = self.child
-        if child is not None:
+        if child is not None or self.state in _RUNNING:
             self.transition(State.STOPPING)
+        if child is not None:
             await self._end_child(child, self.shared.settings.stop_grace)
         if self.state is not State.STOPPED:
             self.transition(State.STOPPED)
@@ -308,7 +309,7 @@ class ProviderRuntime:
     async def _end_child(self, child: Child, grace: float) -> None:
         """Stop the tree (what is left of it), forget its record, clear its numbers."""
         belongs = leftovers.ours(self.shared.state_dir, self.name)
-        survivors = await stop_tree(child, grace, self.provider.port, belongs=None)
+        survivors = await stop_tree(child, grace, self.provider.port, belongs=belongs)
         if survivors:
             self.log.note(f"could not kill pids {survivors}")
             log.error("%s: pids %s survived SIGKILL", self.name, survivors)

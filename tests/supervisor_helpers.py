@@ -22,11 +22,11 @@ from typing import Any
 import psutil
 import pytest
 import yaml
+from echo_helpers import REPO_ROOT, free_port
 
 from supervisor.config import Config, load
 from supervisor.leftovers import MARK_STATE
 from supervisor.manager import Supervisor
-from echo_helpers import REPO_ROOT, free_port
 
 __all__ = ["free_port", "REPO_ROOT"]
 

@@ -14,7 +14,9 @@ class FakeClock:
         return self.now
 
 
-def policy(clock: FakeClock, *, jitter: float = 0.0, rand: float = 0.0, **kw: float) -> RestartPolicy:
+def policy(
+    clock: FakeClock, *, jitter: float = 0.0, rand: float = 0.0, **kw: float
+) -> RestartPolicy:
     settings = dict(initial=1.0, maximum=8.0, reset_after=60.0, crash_loop_max=100,
                     crash_loop_window=120.0)
     settings.update(kw)

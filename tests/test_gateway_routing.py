@@ -1,0 +1,173 @@
+"""Model resolution, aliases, pinning, outlier ejection and check_bind, without processes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.app import check_bind
+from gateway.errors import (
+    BadStatus,
+    ConnectFailed,
+    FirstByteTimeout,
+    NoProviderReady,
+    NotFound,
+    ProviderFailed,
+    ProviderTimeout,
+    all_failed,
+)
+from gateway.routing import OutlierPolicy, Router, RoutingSettings
+from gateway.stats import Outcome, Stats
+from supervisor.config import loads
+from supervisor.view import ProviderInfo, State
+
+
+@dataclass
+class FakeView:
+    infos: list[ProviderInfo] = field(default_factory=list)
+    version: int = 0
+
+    def providers(self) -> list[ProviderInfo]:
+        return self.infos
+
+    def set(self, name: str, state: State) -> None:
+        self.infos = [ProviderInfo(i.name, state, i.base_url, i.key, i.models) if i.name == name
+                      else i for i in self.infos]
+        self.version += 1
+
+
+def info(name: str, port: int, *models: str, state: State = State.READY) -> ProviderInfo:
+    return ProviderInfo(name, state, f"http://127.0.0.1:{port}", "k", models)
+
+
+def router(view: FakeView, **settings: Any) -> Router:
+    return Router(view, Stats(), RoutingSettings(**settings))  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def view() -> FakeView:
+    return FakeView([info("z1", 1, "GLM-4.5", "GLM-4.5-Air"), info("z2", 2, "GLM-4.5"),
+                     info("q", 3, "qwen-max")])
+
+
+def names(plan: Any) -> list[str]:
+    return [b.name for b in plan.candidates]
+
+
+def test_a_served_model_goes_to_the_ready_providers_that_serve_it(view: FakeView) -> None:
+    plan = router(view).plan("GLM-4.5")
+    assert names(plan) == ["z1", "z2"]
+    assert plan.upstream_model(plan.candidates[0]) == "GLM-4.5"
+
+
+def test_an_alias_is_rewritten_to_its_target(view: FakeView) -> None:
+    plan = router(view, aliases={"gpt-4": "qwen-max"}).plan("gpt-4")
+    assert names(plan) == ["q"] and plan.upstream_model(plan.candidates[0]) == "qwen-max"
+
+
+def test_an_unknown_model_goes_anywhere_with_each_providers_default_model(view: FakeView) -> None:
+    plan = router(view).plan("gpt-3.5-turbo")
+    assert names(plan) == ["z1", "z2", "q"]
+    assert [plan.upstream_model(b) for b in plan.candidates] == ["GLM-4.5", "GLM-4.5", "qwen-max"]
+
+
+def test_reject_policy_gives_404_listing_the_models(view: FakeView) -> None:
+    with pytest.raises(NotFound) as exc:
+        router(view, reject_unknown=True).plan("gpt-4")
+    assert "GLM-4.5-Air" in exc.value.message and "qwen-max" in exc.value.message
+
+
+def test_no_ready_provider_for_a_served_model_is_503(view: FakeView) -> None:
+    view.set("q", State.UNHEALTHY)
+    with pytest.raises(NoProviderReady) as exc:
+        router(view).plan("qwen-max")
+    assert exc.value.headers["Retry-After"]
+
+
+def test_the_table_is_rebuilt_only_when_the_view_version_changes(view: FakeView) -> None:
+    r = router(view)
+    table = r.table()
+    assert r.table() is table
+    view.set("z2", State.UNHEALTHY)
+    assert names(r.plan("GLM-4.5")) == ["z1"]
+
+
+def test_pinning_unknown_is_404_and_not_ready_is_503(view: FakeView) -> None:
+    r = router(view)
+    with pytest.raises(NotFound):
+        r.pinned("nope", "GLM-4.5")
+    view.set("q", State.BACKOFF)
+    with pytest.raises(NoProviderReady):
+        r.pinned("q", "qwen-max")
+    plan = r.pinned("z2", "gpt-4")
+    assert names(plan) == ["z2"] and plan.upstream_model(plan.candidates[0]) == "GLM-4.5"
+
+
+def test_learned_models_are_routed_after_the_configured_ones(view: FakeView) -> None:
+    r = router(view)
+    r.learn_models("q", ["qwen-turbo"])
+    assert names(r.plan("qwen-turbo")) == ["q"]
+
+
+def test_outlier_ejection_grows_while_failing_and_resets_on_success() -> None:
+    policy = OutlierPolicy(after=2, base=5, cap=12)
+    stats = Stats(policy)
+    s = stats.get("a")
+    for _ in range(2):
+        stats.start(s)
+        stats.observe(s, Outcome.FAIL, 0.01)
+    first = s.ejected_until
+    assert s.ejections == 1 and first > 0
+    s.ejected_until = 0  # the cool-down has passed; it fails again at once
+    stats.start(s)
+    stats.observe(s, Outcome.FAIL, 0.01)
+    assert s.ejections == 2 and s.ejected_until - first > 4
+    stats.start(s)
+    stats.observe(s, Outcome.OK, 0.01)
+    assert s.ejections == 0 and s.consecutive_failures == 0
+
+
+def test_retry_after_cools_the_provider_for_that_long() -> None:
+    stats = Stats(OutlierPolicy(after=10))
+    s = stats.get("a")
+    stats.start(s)
+    stats.observe(s, Outcome.FAIL, 0.01, retry_after=30)
+    assert s.ejected_until > s.recent[-1][0] + 29
+
+
+def test_in_flight_never_drifts() -> None:
+    stats = Stats()
+    s = stats.get("a")
+    for outcome in (Outcome.OK, Outcome.FAIL, Outcome.CANCELLED):
+        stats.start(s)
+        stats.observe(s, outcome, 0.01)
+    assert s.in_flight == 0 and s.requests == 3 and s.errors == 1
+
+
+def test_when_all_fail_the_last_failure_picks_the_status_and_each_is_named() -> None:
+    err = all_failed([("a", "HTTP 500"), ("b", "connect error")], ConnectFailed("refused"))
+    assert isinstance(err, ProviderFailed) and err.status_code == 502
+    assert "a: HTTP 500" in err.message and "b: connect error" in err.message
+    assert isinstance(all_failed([("a", "x")], FirstByteTimeout("slow")), ProviderTimeout)
+    limited = all_failed([("a", "x")], BadStatus(429, "", retry_after=7))
+    assert limited.status_code == 429 and limited.headers["Retry-After"] == "7"
+
+
+def _config(tmp_path: Path, gateway: str) -> Any:
+    text = f"gateway: {{{gateway}}}\nproviders: []\n"
+    return loads(text, tmp_path / "providers.yaml", environ={})
+
+
+def test_check_bind_refuses_a_public_address_without_a_key(tmp_path: Path,
+                                                           monkeypatch: Any) -> None:
+    monkeypatch.delenv("UNIGW_API_KEY", raising=False)
+    problem = check_bind(_config(tmp_path, "host: 0.0.0.0"))
+    assert problem and "0.0.0.0" in problem and "api_keys" in problem
+    assert check_bind(_config(tmp_path, "host: 0.0.0.0, api_keys: [s3cret]")) is None
+    assert check_bind(_config(tmp_path, "host: 127.0.0.1")) is None
+    assert check_bind(_config(tmp_path, "host: '::1'")) is None
+    monkeypatch.setenv("UNIGW_API_KEY", "k")
+    assert check_bind(_config(tmp_path, "host: 0.0.0.0")) is None

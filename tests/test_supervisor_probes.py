@@ -1,0 +1,97 @@
+"""Probes as Kubernetes defines them: any answer means alive, readiness wants 2xx (or any),
+readiness only moves ready ⇄ unhealthy (no restart), and the provider's key is sent."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+from supervisor_helpers import (  # noqa: F401 (the fixture is used by name)
+    _kill_leftover_children,
+    echo,
+    free_port,
+    row,
+    run,
+    until,
+    until_state,
+    write_config,
+)
+
+from supervisor.manager import Supervisor
+
+
+def test_failing_readiness_makes_it_unhealthy_and_back_without_a_restart(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, [echo("a", port, health="/v1/models")])
+
+    async def body(sup: Supervisor) -> None:
+        await until_state(sup, "a", "ready")
+        pid = row(sup, "a")["pid"]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            (await client.post("/_echo/config", json={"status": 503})).raise_for_status()
+            await until_state(sup, "a", "unhealthy")
+            assert row(sup, "a")["health"] == "fail"
+            assert not sup.providers()[0].ready
+            await asyncio.sleep(1.5)  # many probe intervals: unhealthy is not dead
+            assert row(sup, "a")["state"] == "unhealthy"
+            (await client.post("/_echo/config", json={"status": None})).raise_for_status()
+        await until_state(sup, "a", "ready")
+        r = row(sup, "a")
+        assert r["pid"] == pid and r["restarts"] == 0 and r["health"] == "ok"
+
+    run(config, body)
+
+
+def test_any_http_answer_is_alive_and_ready_when_any_accepts_it(tmp_path: Path) -> None:
+    strict = echo("strict", free_port(), "--status", "500", health="/v1/models")
+    lenient = echo("lenient", free_port(), "--status", "500", health="/v1/models",
+                   ready_when="any")
+    config = write_config(tmp_path, [strict, lenient], liveness_failures=1)
+
+    async def body(sup: Supervisor) -> None:
+        await until_state(sup, "lenient", "ready")
+        await until_state(sup, "strict", "unhealthy")
+        await asyncio.sleep(1.0)
+        assert row(sup, "strict")["state"] == "unhealthy"
+        assert row(sup, "strict")["restarts"] == 0  # answered 500: alive, just not ready
+        assert row(sup, "lenient")["health"] == "ok"
+
+    run(config, body)
+
+
+def test_probe_sends_the_providers_key(tmp_path: Path) -> None:
+    keyed = echo("keyed", free_port(), "--api-key", "sk-right", health="/v1/models",
+                 key="sk-right")
+    wrong = echo("wrong", free_port(), "--api-key", "sk-right", health="/v1/models",
+                 key="sk-wrong")
+    config = write_config(tmp_path, [keyed, wrong])
+
+    async def body(sup: Supervisor) -> None:
+        await until_state(sup, "keyed", "ready")
+        await until_state(sup, "wrong", "unhealthy")  # 401: alive, not ready
+        assert row(sup, "wrong")["restarts"] == 0
+
+    run(config, body)
+
+
+def test_failed_provider_is_tried_again_after_the_cooldown(tmp_path: Path) -> None:
+    (tmp_path / "gate.py").write_text(
+        "import os, sys\n"
+        "if os.path.exists('closed'):\n"
+        "    sys.exit('gate: closed')\n"
+        "from supervisor.echo import main\n"
+        "main()\n"
+    )
+    (tmp_path / "closed").write_text("")
+    gate = echo("gate", free_port())
+    gate["start"] = ["{python}", "gate.py", "--port", "{port}"]
+    config = write_config(tmp_path, [gate], crash_loop_max=2, failed_cooldown=1.5)
+
+    async def body(sup: Supervisor) -> None:
+        await until_state(sup, "gate", "failed")
+        assert "gate: closed" in row(sup, "gate")["last_error"]
+        (tmp_path / "closed").unlink()
+        await until(lambda: row(sup, "gate")["state"] == "ready", 15, "a retry after cooldown")
+
+    run(config, body)
