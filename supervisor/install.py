@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.logs import ProviderLog
-from supervisor.process import SpawnError, spawn, stop_tree
+from supervisor.process import SpawnError, spawn, stop_tree, wait_exit
 from supervisor.runspec import RunSpec
 
 DEP_FILES = (
@@ -152,9 +152,7 @@ async def run_step(argv: list[str], spec: RunSpec, log: ProviderLog, timeout: fl
         raise InstallError(f"install failed: {exc}") from None
     timed_out = False
     try:
-        await asyncio.wait_for(asyncio.shield(child.proc.wait()), timeout)
-    except asyncio.TimeoutError:
-        timed_out = True
+        timed_out = not await wait_exit(child, timeout)
     finally:
         if child.returncode is None or timed_out:
             await stop_tree(child, grace=5.0)  # timed out or cancelled: end the whole tree

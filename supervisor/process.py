@@ -93,6 +93,27 @@ async def _pump(stream: asyncio.StreamReader, log: ProviderLog) -> None:
 Belongs = Callable[[psutil.Process], bool]
 
 
+async def wait_exit(child: Child, timeout: float | None = None) -> bool:
+    """Until the leader has exited (True) or ``timeout`` passed (False).
+
+    Not ``proc.wait()`` alone: asyncio wakes that only once the output pipe closes too, and a
+    grandchild may hold the pipe open long after the leader died.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    waiter = asyncio.ensure_future(child.proc.wait())
+    try:
+        while child.returncode is None:
+            step = _POLL * 2
+            if deadline is not None:
+                step = min(step, deadline - time.monotonic())
+                if step <= 0:
+                    return False
+            await asyncio.wait({waiter}, timeout=step)
+        return True
+    finally:
+        waiter.cancel()
+
+
 def snapshot(pid: int, belongs: Belongs | None = None) -> list[psutil.Process]:
     """The leader, its descendants, every process in its session or group, and every process
     for which ``belongs`` is true (such as one that double-forked out of the tree). Blocking."""
@@ -179,15 +200,13 @@ def _merge(a: list[psutil.Process], b: list[psutil.Process]) -> list[psutil.Proc
 async def _wait_gone(child: Child, procs: list[psutil.Process], timeout: float) -> bool:
     """Wait until the leader is reaped and every listed process is gone."""
     deadline = time.monotonic() + timeout
-    waiter = asyncio.ensure_future(child.proc.wait())
-    try:
-        while not (child.returncode is not None and all(gone(p) for p in procs)):
-            if time.monotonic() >= deadline:
-                return False
-            await asyncio.wait({waiter}, timeout=_POLL)
-        return True
-    finally:
-        waiter.cancel()
+    if not await wait_exit(child, timeout):
+        return False
+    while not all(gone(p) for p in procs):
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(_POLL)
+    return True
 
 
 async def close_pump(child: Child, timeout: float = 2.0) -> None:

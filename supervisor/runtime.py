@@ -136,7 +136,7 @@ class ProviderRuntime:
         log.log(level, "%s: %s → %s%s", self.name, old.value, new.value, why)
         self.log.note(f"state {old.value} → {new.value}{why}")
         if new not in _RUNNING:
-            self.health = None if new is not State.UNHEALTHY else self.health
+            self.health = None  # no process answers for it now
         self.shared.on_change()
         self._changed.set()
         self._changed = asyncio.Event()
@@ -156,10 +156,11 @@ class ProviderRuntime:
         self.task = asyncio.create_task(self._lifecycle(), name=f"provider-{self.name}")
 
     async def start(self) -> None:
-        """Run it (a failed one is tried again now); return once it has settled."""
+        """Run it (a failed one is tried again now, afresh); return once it has settled."""
         async with self._lock:
             if self.state is State.FAILED or self.state is State.STOPPED:
                 await self._cancel_task()
+                self.policy.reset()
                 self.last_error = None
                 self.launch()
         await self.wait_settled()
@@ -183,6 +184,7 @@ class ProviderRuntime:
         async with self._lock:
             if self.state is not State.STOPPED and self.state is not State.FAILED:
                 return f"{self.name} is {self.state.value}; stop it first"
+            await self._cancel_task()  # a failed one may be waiting out its cool-down
             self.transition(State.INSTALLING)
             try:
                 await self._prepare()
@@ -321,8 +323,8 @@ class ProviderRuntime:
     async def _free_port(self) -> None:
         """Make sure the port is free: kill a leftover of an earlier run, else fail."""
         port, state_dir = self.provider.port, self.shared.state_dir
-        if port_is_free(port):
-            return
+        if port_is_free(port) or await wait_port_free(port, 1.0):
+            return  # (a process that is just exiting gets a moment to let go)
         holder = await asyncio.to_thread(leftovers.holder, port)
         if holder is not None and await asyncio.to_thread(leftovers.is_leftover, holder,
                                                           state_dir):

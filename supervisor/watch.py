@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from supervisor.config import ProviderConfig, SupervisorConfig
 from supervisor.probe import Prober, ProbeResult
-from supervisor.process import Child, TreeSample, TreeSampler
+from supervisor.process import Child, TreeSample, TreeSampler, wait_exit
 from supervisor.view import State
 
 Observer = Callable[[ProbeResult, "State | None", TreeSample], None]
@@ -41,23 +41,18 @@ class Watch:
 
     async def run(self) -> str:
         """Until the child exits or must be restarted; return why."""
-        exit_wait = asyncio.ensure_future(self.child.proc.wait())
-        try:
-            while True:
-                await asyncio.wait({exit_wait}, timeout=self._interval())
-                if exit_wait.done():
-                    return describe_exit(self.child.returncode)
-                result, sample = await asyncio.gather(
-                    self.prober.probe(self.provider), asyncio.to_thread(self.sampler.sample)
-                )
-                if self.child.returncode is not None:
-                    continue  # it died during the probe: report the exit, not the probe
-                ended = self._liveness(result)
-                if ended is not None:
-                    return ended
-                self.observe(result, self._readiness(result), sample)
-        finally:
-            exit_wait.cancel()
+        while True:
+            if await wait_exit(self.child, self._interval()):
+                return describe_exit(self.child.returncode)
+            result, sample = await asyncio.gather(
+                self.prober.probe(self.provider), asyncio.to_thread(self.sampler.sample)
+            )
+            if self.child.returncode is not None:
+                continue  # it died during the probe: report the exit, not the probe
+            ended = self._liveness(result)
+            if ended is not None:
+                return ended
+            self.observe(result, self._readiness(result), sample)
 
     def _interval(self) -> float:
         interval = self.settings.probe_interval

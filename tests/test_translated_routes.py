@@ -4,8 +4,8 @@ One gateway (``python -m gateway.serve``) runs for the module in front of echo p
 processes: ``one`` and ``two`` serve ``m-a`` (the alias target of ``claude-sonnet-4`` and
 ``gemini-2.5-flash``); ``broken`` answers 500, ``slow`` answers after the first-byte timeout,
 ``crash-a`` / ``crash-g`` exit mid-stream, ``drip`` streams slowly, and ``dead`` is a port
-nobody listens on. A second
-gateway checks gateway keys and the body limit; the failover test starts its own.
+nobody listens on. A second gateway checks gateway keys and the body limit; the failover test
+starts its own :class:`~gateway_helpers.Cluster`.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import anthropic
 import httpx
 import pytest
 from echo_helpers import EchoProc, free_port, start_echo
+from gateway_helpers import Cluster, GatewayProc, write_config
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
-from translated_helpers import GatewayProc, start_gateway
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -36,8 +36,8 @@ GW_KEY = "sk-gw-translated-test"
 PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5Er"
        "kJggg==")
 WEATHER_TOOL: Any = {"name": "get_weather", "description": "Weather for a city",
-                "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
-                                 "required": ["city"]}}
+                     "input_schema": {"type": "object", "required": ["city"],
+                                      "properties": {"city": {"type": "string"}}}}
 
 
 # -- fixtures ------------------------------------------------------------------------------------
@@ -60,34 +60,47 @@ def echoes() -> Iterator[dict[str, EchoProc]]:
             proc.stop()
 
 
+def serve(folder: Path, providers: list[dict[str, Any]], ready: int,
+          **gateway: Any) -> Iterator[GatewayProc]:
+    """A gateway for ``providers``, once ``ready`` of them are; checks its log when done."""
+    gw = GatewayProc(write_config(folder / "providers.yaml", providers, **gateway))
+    try:
+        gw.wait_up()
+        deadline = time.monotonic() + 15
+        while httpx.get(gw.url + "/health").json()["ready"] < ready:
+            assert time.monotonic() < deadline, gw.stderr_text()
+            time.sleep(0.05)
+        yield gw
+        log = gw.stderr_text()
+    finally:
+        gw.stop()
+    assert "Traceback" not in log, log
+
+
 @pytest.fixture(scope="module")
 def gateway(echoes: dict[str, EchoProc], tmp_path_factory: pytest.TempPathFactory,
             ) -> Iterator[GatewayProc]:
-    providers = [(name, echo.port, ["m-a" if name in SERVING else "m-" + name])
+    providers = [{"name": name, "port": echo.port,
+                  "models": ["m-a" if name in SERVING else "m-" + name]}
                  for name, echo in echoes.items()]
-    providers.append(("dead", free_port(), ["m-dead"]))
-    gw = start_gateway(tmp_path_factory.mktemp("gw"), providers, ready=len(echoes),
-                       aliases=ALIASES, unknown_model="reject", first_byte_timeout=1.5,
-                       retries=2)
-    yield gw
-    log = gw.stderr_text()
-    gw.stop()
-    assert "Traceback" not in log, log
+    providers.append({"name": "dead", "port": free_port(), "models": ["m-dead"]})
+    yield from serve(tmp_path_factory.mktemp("gw"), providers, len(echoes), aliases=ALIASES,
+                     unknown_model="reject", first_byte_timeout=1.5, retries=2)
 
 
 @pytest.fixture(scope="module")
 def keyed(echoes: dict[str, EchoProc], tmp_path_factory: pytest.TempPathFactory,
           ) -> Iterator[GatewayProc]:
-    providers = [(name, echoes[name].port, ["m-a"]) for name in sorted(SERVING)]
-    gw = start_gateway(tmp_path_factory.mktemp("keyed"), providers, aliases=ALIASES,
-                       api_keys=[GW_KEY], max_body_bytes=4096)
-    yield gw
-    log = gw.stderr_text()
-    gw.stop()
-    assert "Traceback" not in log, log
+    providers = [{"name": name, "port": echoes[name].port, "models": ["m-a"]}
+                 for name in sorted(SERVING)]
+    yield from serve(tmp_path_factory.mktemp("keyed"), providers, 2, aliases=ALIASES,
+                     api_keys=[GW_KEY], max_body_bytes=4096)
 
 
-def claude(gw: GatewayProc, key: str = "unused") -> anthropic.Anthropic:
+Served = GatewayProc | Cluster  # anything with the gateway's ``url``
+
+
+def claude(gw: Served, key: str = "unused") -> anthropic.Anthropic:
     return anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0, timeout=20)
 
 
@@ -99,7 +112,7 @@ def gemini() -> Iterator[MakeGemini]:
     """``gemini(gw, key)``: a google-genai client for ``gw`` (kept open until the test ends)."""
     clients: list[genai.Client] = []
 
-    def make(gw: GatewayProc, key: str = "unused") -> genai.Client:
+    def make(gw: Served, key: str = "unused") -> genai.Client:
         options = types.HttpOptions(base_url=gw.url, timeout=20_000,
                                     retry_options=types.HttpRetryOptions(attempts=1))
         clients.append(genai.Client(api_key=key, http_options=options))
@@ -487,15 +500,14 @@ def test_body_over_the_limit_is_a_413_in_each_api_shape(
 
 def test_calls_keep_succeeding_after_one_of_two_providers_is_killed(
         tmp_path: Path, gemini: MakeGemini) -> None:
-    first, second = start_echo("--models", "m-a"), start_echo("--models", "m-a")
-    gw = None
-    try:
-        gw = start_gateway(tmp_path, [("first", first.port, ["m-a"]),
-                                      ("second", second.port, ["m-a"])], aliases=ALIASES,
-                           retries=1, unknown_model="reject")
+    models = {"models": ["m-a"]}
+    with Cluster(tmp_path, [("first", ("--models", "m-a")), ("second", ("--models", "m-a"))],
+                 provider_fields={"first": models, "second": models}, aliases=ALIASES,
+                 retries=1, unknown_model="reject") as cluster:
+        first = cluster.echoes["first"]
         os.killpg(first.proc.pid, signal.SIGKILL)
         first.wait()
-        client, google = claude(gw), gemini(gw)
+        client, google = claude(cluster), gemini(cluster)
         for i in range(4):
             raw = client.messages.with_raw_response.create(
                 model="claude-sonnet-4", max_tokens=10, messages=[user(f"still here {i}")])
@@ -510,8 +522,3 @@ def test_calls_keep_succeeding_after_one_of_two_providers_is_killed(
         chunks = google.models.generate_content_stream(model="gemini-2.5-flash",
                                                        contents="streamed too")
         assert "".join(c.text or "" for c in chunks) == "streamed too"
-    finally:
-        if gw is not None:
-            gw.stop()
-        first.stop()
-        second.stop()

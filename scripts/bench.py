@@ -1,0 +1,282 @@
+"""Benchmark the gateway against calling an echo provider directly.
+
+    python scripts/bench.py [--duration 3]
+
+Starts three echo providers and a gateway (``python -m gateway.serve``) in front of them, all
+as subprocesses on free ports, then measures with ``wrk`` (Debian: ``apt-get install wrk``):
+
+* non-streaming chat calls at 1 and 64 concurrent clients, one echo provider called directly
+  and the gateway with each strategy: requests/s, p50 and p99 latency, errors, and the
+  gateway's CPU milliseconds per request (its process's CPU time over the run / requests);
+* streams at 16 clients, directly and through the gateway: time to first byte p50 / p99,
+  measured by a small asyncio client (in its own process) that stops the clock at the first
+  body byte;
+* the gateway's peak resident memory.
+
+A full run takes about two minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from gateway.strategies import STRATEGIES  # noqa: E402
+
+BODY = json.dumps({"model": "echo-1", "messages": [
+    {"role": "user", "content": "hello from the benchmark, echo this back please"}]})
+STREAM_BODY = json.dumps({"model": "echo-1", "stream": True, "messages": [
+    {"role": "user", "content": "one two three four five six seven eight"}]}).encode()
+LUA = """wrk.method = "POST"
+wrk.body = [[%s]]
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+@dataclass
+class Row:
+    target: str
+    clients: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    cpu_ms: float | None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def spawn(argv: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(argv, cwd=REPO, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def wait_http(url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} never answered 200")
+
+
+def start_echoes(n: int) -> tuple[list[subprocess.Popen[bytes]], list[int]]:
+    ports = [free_port() for _ in range(n)]
+    procs = [spawn([sys.executable, "-m", "supervisor.echo", "--port", str(p)]) for p in ports]
+    for port in ports:
+        wait_http(f"http://127.0.0.1:{port}/health")
+    return procs, ports
+
+
+def start_gateway(folder: Path, ports: list[int]) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    providers = "\n".join(
+        f"  - {{name: echo{i}, port: {p}, runtime: python, start: [x], health: /health, "
+        f"models: [echo-1, echo-2]}}" for i, p in enumerate(ports))
+    config = folder / "providers.yaml"
+    config.write_text(f"gateway: {{port: {port}}}\nproviders:\n{providers}\n")
+    proc = spawn([sys.executable, "-m", "gateway.serve", "--config", str(config)])
+    url = f"http://127.0.0.1:{port}"
+    wait_http(url + "/health")
+    while httpx.get(url + "/providers").json()["summary"]["ready"] < len(ports):
+        time.sleep(0.05)
+    return proc, url
+
+
+def _ms(text: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url: str, clients: int, seconds: float, lua: Path) -> tuple[int, float, float, int]:
+    """(requests, p50 ms, p99 ms, errors) of one wrk run."""
+    argv = ["wrk", "-t1", f"-c{clients}", f"-d{round(seconds)}s", "--latency", "-s", str(lua), url]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return requests, p50, p99, errors + (int(non2xx.group(1)) if non2xx else 0)
+
+
+def cpu_seconds(proc: psutil.Process | None) -> float:
+    if proc is None:
+        return 0.0
+    times = proc.cpu_times()
+    return times.user + times.system
+
+
+def measure(target: str, url: str, clients: int, seconds: float, lua: Path,
+            gateway: psutil.Process | None) -> Row:
+    wrk(url, clients, 1, lua)  # warm the connections and the caches
+    before = cpu_seconds(gateway)
+    requests, p50, p99, errors = wrk(url, clients, seconds, lua)
+    cpu = (cpu_seconds(gateway) - before) * 1000 / max(requests, 1) if gateway else None
+    return Row(target, clients, requests / seconds, p50, p99, errors, cpu)
+
+
+# -- streams: time to first byte ------------------------------------------------------------------
+
+async def _ttfb_worker(port: int, until: float, out: list[float]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(STREAM_BODY)}\r\n\r\n"
+            ).encode()
+    while time.perf_counter() < until:
+        started = time.perf_counter()
+        writer.write(head + STREAM_BODY)
+        await reader.readuntil(b"\r\n\r\n")  # status line and headers
+        await reader.readuntil(b"\r\n")  # the first chunk's size line: the first body byte
+        out.append(time.perf_counter() - started)
+        while not (await reader.readuntil(b"\r\n")).startswith(b"0\r\n"):
+            pass  # drain the stream up to the last chunk
+        await reader.readuntil(b"\r\n")
+    writer.close()
+
+
+async def _ttfb(port: int, clients: int, seconds: float) -> list[float]:
+    out: list[float] = []
+    until = time.perf_counter() + seconds
+    await asyncio.gather(*(_ttfb_worker(port, until, out) for _ in range(clients)))
+    return out
+
+
+def ttfb_child(port: int, clients: int, seconds: float) -> None:
+    """Run in a subprocess: print [p50 ms, p99 ms, samples] of the streams' TTFB as JSON."""
+    try:
+        import uvloop
+        samples = uvloop.run(_ttfb(port, clients, seconds))
+    except ImportError:
+        samples = asyncio.run(_ttfb(port, clients, seconds))
+    samples.sort()
+
+    def pick(q: float) -> float:
+        return samples[min(len(samples) - 1, int(q * len(samples)))] * 1000
+
+    print(json.dumps([pick(0.5), pick(0.99), len(samples)]))
+
+
+def ttfb(port: int, clients: int, seconds: float) -> tuple[float, float, int]:
+    """(p50 ms, p99 ms, samples) of streams' time to first byte, from a separate process."""
+    argv = [sys.executable, __file__, "--ttfb-child", str(port), str(clients), str(seconds)]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    p50, p99, n = json.loads(out)
+    return p50, p99, n
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident set (VmHWM on Linux; else the current RSS)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) * 1024  # type: ignore[union-attr]
+    except (OSError, AttributeError):
+        return int(psutil.Process(pid).memory_info().rss)
+
+
+def run(seconds: float, folder: Path) -> None:
+    lua = folder / "post.lua"
+    lua.write_text(LUA % BODY)
+    echoes, ports = start_echoes(3)
+    gateway = None
+    try:
+        gateway, url = start_gateway(folder, ports)
+        gw = psutil.Process(gateway.pid)
+        direct = f"http://127.0.0.1:{ports[0]}/v1/chat/completions"
+        rows = [measure("echo direct", direct, c, seconds, lua, None) for c in (1, 64)]
+        for name in STRATEGIES:
+            httpx.put(url + "/config", json={"strategy": name}, headers={"X-Unigw-Client": "bench"})
+            for clients in (1, 64):
+                rows.append(measure(f"gateway {name}", url + "/v1/chat/completions", clients,
+                                    seconds, lua, gw))
+        report(rows)
+        httpx.put(url + "/config", json={"strategy": "round_robin"},
+                  headers={"X-Unigw-Client": "bench"})
+        stream_report(ports[0], int(url.rsplit(":", 1)[1]), seconds)
+        print(f"\ngateway peak RSS: {peak_rss(gateway.pid) / 2**20:.1f} MiB")
+    finally:
+        for proc in [*echoes, *([gateway] if gateway else [])]:
+            with_group(proc, signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                with_group(proc, signal.SIGKILL)
+
+
+def with_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def report(rows: list[Row]) -> None:
+    base = {r.clients: r.p50_ms for r in rows if r.target == "echo direct"}
+    print(f"{'target':<32} {'clients':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'+p50 ms':>8} {'errors':>6} {'gw cpu ms/req':>13}")
+    for r in rows:
+        added = "" if r.target == "echo direct" else f"{r.p50_ms - base[r.clients]:+.3f}"
+        cpu = "" if r.cpu_ms is None else f"{r.cpu_ms:.3f}"
+        print(f"{r.target:<32} {r.clients:>7} {r.rps:>9.0f} {r.p50_ms:>8.3f} {r.p99_ms:>8.3f} "
+              f"{added:>8} {r.errors:>6} {cpu:>13}")
+
+
+def stream_report(echo_port: int, gateway_port: int, seconds: float) -> None:
+    print(f"\n{'streams, 16 clients':<32} {'TTFB p50 ms':>12} {'TTFB p99 ms':>12} {'streams':>8}")
+    base = None
+    for label, port in (("echo direct", echo_port), ("gateway", gateway_port)):
+        ttfb(port, 16, 0.5)  # warm-up
+        p50, p99, n = ttfb(port, 16, seconds)
+        extra = "" if base is None else f"   (+{p50 - base:.3f} ms p50)"
+        base = p50 if base is None else base
+        print(f"{label:<32} {p50:>12.3f} {p99:>12.3f} {n:>8}{extra}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=3, help="seconds per measurement")
+    parser.add_argument("--ttfb-child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.ttfb_child:
+        port, clients, seconds = args.ttfb_child
+        ttfb_child(int(port), int(clients), float(seconds))
+        return 0
+    if shutil.which("wrk") is None:
+        print("bench: wrk is not installed (Debian: apt-get install -y wrk)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="unigw-bench-") as folder:
+        run(args.duration, Path(folder))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
