@@ -186,8 +186,8 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     """Starlette's own 404/405 (unknown route, wrong method) in the same envelope."""
     status = getattr(exc, "status_code", 500)
     detail = getattr(exc, "detail", "error")
-    err = NotFound(f"no such route: {request.method} {request.url.path}")
+    err: GatewayError = NotFound(f"no such route: {request.method} {request.url.path}")
     if status != 404:
         err = GatewayError(str(detail))
-        err.status_code, err.type, err.code = status, "invalid_request_error", None
+        err.status_code, err.type, err.code = status, "invalid_request_error", "bad_request"
     return Response(error_bytes(err), status, getattr(exc, "headers", None), "application/json")

@@ -13,7 +13,7 @@ import asyncio
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -35,8 +35,8 @@ from gateway.stats import Outcome
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
@@ -197,7 +197,9 @@ async def stream_answer(gateway: Gateway, opened: Opened, receive: Receive, send
     except asyncio.CancelledError:
         if not state["gone"]:
             raise
-        task.uncancel()  # the client left: that ends this request normally
+        uncancel = getattr(task, "uncancel", None)  # Python 3.11+ counts cancellations
+        if uncancel is not None:
+            uncancel()  # the client left: that ends this request normally
     finally:
         state["done"] = True
         watcher.cancel()

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
@@ -192,7 +192,7 @@ class Proxy:
         content_type = response.header(b"content-type") or b"application/json"
         return Answer(backend, status, content_type, body, model)
 
-    async def events(self, opened: Opened) -> AsyncIterator[bytes]:
+    async def events(self, opened: Opened) -> AsyncGenerator[bytes, None]:
         """The stream's bytes as they arrive, each piece ending at an event boundary.
 
         Raises StreamBroken if the provider fails; always finishes ``opened``.

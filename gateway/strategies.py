@@ -35,6 +35,9 @@ class Candidate(Protocol):
     probe_ms: float | None
 
 
+_RNG = random.Random()
+
+
 @dataclass
 class PickContext:
     """The request being routed."""
@@ -43,9 +46,6 @@ class PickContext:
     now: float = 0.0  # monotonic
     routes: Mapping[str, Sequence[str]] = field(default_factory=dict)
     rng: random.Random = field(default_factory=lambda: _RNG)
-
-
-_RNG = random.Random()
 
 
 def _index(c: Candidate) -> int:

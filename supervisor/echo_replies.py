@@ -3,7 +3,8 @@
 Nothing here does I/O. The reply is deterministic so that tests and benchmarks can assert on it:
 
 * the text is the last ``user`` message echoed verbatim (``"(empty)"`` when there is none);
-* ``stop`` cuts the text before the first stop sequence (finish_reason ``"stop"``), then
+* ``stop`` cuts the text before the first stop sequence (finish_reason ``"stop"``, and the
+  sequence named in ``matched_stop`` as vLLM and SGLang do), then
   ``max_tokens`` / ``max_completion_tokens`` keeps that many words (finish_reason ``"length"``);
 * with ``tools`` in the request and a last user text ``/tool NAME {json}``, the answer is one
   tool call (finish_reason ``"tool_calls"``) whose arguments are the JSON text as given;
@@ -76,6 +77,7 @@ class Reply:
     prompt_tokens: int
     completion_tokens: int
     tool_call: ToolCall | None = None
+    matched_stop: str | None = None  # the stop sequence that cut the text (vLLM/SGLang style)
 
     def usage(self) -> dict[str, int]:
         """The OpenAI ``usage`` object."""
@@ -124,24 +126,25 @@ def pieces(text: str) -> list[str]:
     return found if found else ([text] if text else [])
 
 
-def _cut(text: str, body: dict[str, Any]) -> tuple[str, str]:
-    """Apply ``stop`` then ``max_tokens`` to ``text``; return (text, finish_reason)."""
+def _cut(text: str, body: dict[str, Any]) -> tuple[str, str, str | None]:
+    """Apply ``stop`` then ``max_tokens``; return (text, finish_reason, matched stop)."""
     stop = body.get("stop")
     stops = [stop] if isinstance(stop, str) else stop or []
     if not isinstance(stops, list) or not all(isinstance(s, str) for s in stops):
         raise EchoError(400, "'stop' must be a string or a list of strings")
-    hits = [text.find(s) for s in stops if s and s in text]
+    hits = sorted((text.find(s), s) for s in stops if s and s in text)
+    matched = hits[0][1] if hits else None
     if hits:
-        text = text[: min(hits)]
+        text = text[: hits[0][0]]
     limit = body.get("max_completion_tokens", body.get("max_tokens"))
     if limit is None:
-        return text, "stop"
+        return text, "stop", matched
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
         raise EchoError(400, "'max_tokens' must be a non-negative integer")
     found = list(_WORD.finditer(text))
     if len(found) <= limit:
-        return text, "stop"
-    return (text[: found[limit - 1].end()] if limit else ""), "length"
+        return text, "stop", matched
+    return (text[: found[limit - 1].end()] if limit else ""), "length", None
 
 
 def _messages(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -165,8 +168,8 @@ def plan_chat(body: dict[str, Any], serial: int) -> Reply:
         arguments = match.group(2).strip() or "{}"
         call = ToolCall(f"call_echo_{serial}", match.group(1), arguments)
         return Reply("", "tool_calls", prompt_tokens, words(arguments), call)
-    text, finish = _cut(last or "(empty)", body)
-    return Reply(text, finish, prompt_tokens, words(text))
+    text, finish, matched = _cut(last or "(empty)", body)
+    return Reply(text, finish, prompt_tokens, words(text), matched_stop=matched)
 
 
 def plan_completion(body: dict[str, Any]) -> Reply:
@@ -176,8 +179,8 @@ def plan_completion(body: dict[str, Any]) -> Reply:
         prompt = "\n".join(prompt)
     if not isinstance(prompt, str):
         raise EchoError(400, "'prompt' must be a string or a list of strings")
-    text, finish = _cut(prompt or "(empty)", body)
-    return Reply(text, finish, max(1, words(prompt)), words(text))
+    text, finish, matched = _cut(prompt or "(empty)", body)
+    return Reply(text, finish, max(1, words(prompt)), words(text), matched_stop=matched)
 
 
 def chat_completion(reply: Reply, rid: str, model: str, created: int) -> dict[str, Any]:
@@ -190,6 +193,8 @@ def chat_completion(reply: Reply, rid: str, model: str, created: int) -> dict[st
         message["tool_calls"] = [{"id": call.id, "type": "function", "function": function}]
     choice = {"index": 0, "message": message, "logprobs": None,
               "finish_reason": reply.finish_reason}
+    if reply.matched_stop is not None:
+        choice["matched_stop"] = reply.matched_stop
     return {"id": rid, "object": "chat.completion", "created": created, "model": model,
             "system_fingerprint": "echo", "choices": [choice], "usage": reply.usage()}
 
@@ -243,6 +248,8 @@ def chat_stream(reply: Reply, rid: str, model: str, created: int,
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        if finish is not None and reply.matched_stop is not None:
+            choice["matched_stop"] = reply.matched_stop
         return sse({**head, "choices": [choice]})
 
     yield False, chunk({"role": "assistant", "content": ""})

@@ -139,6 +139,7 @@ def test_stop_sequence_cuts_the_reply_before_it(client: OpenAI) -> None:
                                            stop=["zzz", "END"])
     assert reply.choices[0].message.content == "one two "
     assert reply.choices[0].finish_reason == "stop"
+    assert reply.choices[0].model_extra == {"matched_stop": "END"}  # as vLLM and SGLang name it
     reply = client.chat.completions.create(model="echo-1", messages=[user("a-b")], stop="-")
     assert reply.choices[0].message.content == "a"
 

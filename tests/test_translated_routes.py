@@ -167,9 +167,8 @@ def test_anthropic_stop_sequence_cuts_the_text(gateway: GatewayProc) -> None:
         messages=[user("keep this STOP drop that")])
     assert message.content[0].text == "keep this "  # type: ignore[union-attr]
     # OpenAI's finish_reason "stop" cannot say a sequence matched; only a provider that names
-    # it (vLLM/SGLang fields) gets "stop_sequence". The echo provider does not name it.
-    assert (message.stop_reason, message.stop_sequence) in (
-        ("end_turn", None), ("stop_sequence", "STOP"))
+    # it (vLLM/SGLang's matched_stop, which the echo provider sends) gets "stop_sequence".
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "STOP")
 
 
 def test_anthropic_base64_image_block_travels_with_the_text(gateway: GatewayProc) -> None:
