@@ -72,62 +72,69 @@ class Guard:
         return origin in self.origins or (self.any_host and origin == f"http://{host}")
 
 
-def control_routes(gateway: Gateway) -> list[BaseRoute]:
-    """``/providers…`` and ``/config``."""
+class _Control:
+    """The control endpoints; each reads the gateway's live state."""
 
-    def guarded(endpoint: Endpoint, *, mutating: bool) -> Endpoint:
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+
+    def guarded(self, endpoint: Endpoint, *, mutating: bool) -> Endpoint:
         async def run(request: Request) -> Response:
-            gateway.guard.check(request, mutating=mutating)
+            self.gateway.guard.check(request, mutating=mutating)
             return await endpoint(request)
         return run
 
-    async def providers(request: Request) -> Response:
-        rows = gateway.rows()
+    async def providers(self, request: Request) -> Response:
+        rows = self.gateway.rows()
         ready = sum(1 for row in rows if row.get("state") == "ready")
-        return JSONResponse({"providers": rows, "strategy": gateway.strategy_name,
+        return JSONResponse({"providers": rows, "strategy": self.gateway.strategy_name,
                              "summary": {"ready": ready, "total": len(rows)}})
 
-    async def provider(request: Request) -> Response:
-        return JSONResponse(gateway.row(request.path_params["name"]))
+    async def provider(self, request: Request) -> Response:
+        return JSONResponse(self.gateway.row(request.path_params["name"]))
 
-    async def logs(request: Request) -> Response:
-        name = request.path_params["name"]
-        n = request.query_params.get("n", "200")
+    async def logs(self, request: Request) -> Response:
+        name, n = request.path_params["name"], request.query_params.get("n", "200")
         if not n.isdigit():
             raise BadRequest("'n' must be a whole number of lines")
-        lines = gateway.view.log_tail(name, min(int(n), 10_000))
+        lines = self.gateway.view.log_tail(name, min(int(n), 10_000))
         if lines is None:
             raise NotFound(f"unknown provider {name!r}", code="provider_not_found")
         return JSONResponse({"name": name, "lines": list(lines)})
 
-    async def act(request: Request) -> Response:
+    async def act(self, request: Request) -> Response:
         name, action = request.path_params["name"], request.path_params["action"]
-        return JSONResponse(await _act(gateway, name, action))
+        return JSONResponse(await _act(self.gateway, name, action))
 
-    async def act_all(request: Request) -> Response:
+    async def act_all(self, request: Request) -> Response:
         action = request.url.path.rsplit("/", 1)[1].removesuffix("-all")
-        names = [p.name for p in gateway.view.providers()]
-        await asyncio.gather(*(_act(gateway, name, action) for name in names))
-        return await providers(request)
+        names = [p.name for p in self.gateway.view.providers()]
+        await asyncio.gather(*(_act(self.gateway, name, action) for name in names))
+        return await self.providers(request)
 
-    async def get_config(request: Request) -> Response:
-        return JSONResponse(gateway.runtime_config())
+    async def get_config(self, request: Request) -> Response:
+        return JSONResponse(self.gateway.runtime_config())
 
-    async def put_config(request: Request) -> Response:
+    async def put_config(self, request: Request) -> Response:
         raw = await read_body(dict(request.scope["headers"]), request.receive, 64 * 1024)
-        gateway.change(**_config_changes(parse_object(raw)))
-        return JSONResponse(gateway.runtime_config())
+        self.gateway.change(**_config_changes(parse_object(raw)))
+        return JSONResponse(self.gateway.runtime_config())
 
+
+def control_routes(gateway: Gateway) -> list[BaseRoute]:
+    """``/providers…`` and ``/config``, each behind the guard."""
+    c = _Control(gateway)
+    read, write = ["GET"], ["POST"]
     return [
-        Route("/providers", guarded(providers, mutating=False), methods=["GET"]),
-        Route("/providers/start-all", guarded(act_all, mutating=True), methods=["POST"]),
-        Route("/providers/stop-all", guarded(act_all, mutating=True), methods=["POST"]),
-        Route("/providers/{name:str}", guarded(provider, mutating=False), methods=["GET"]),
-        Route("/providers/{name:str}/logs", guarded(logs, mutating=False), methods=["GET"]),
-        Route("/providers/{name:str}/{action:str}", guarded(act, mutating=True),
-              methods=["POST"]),
-        Route("/config", guarded(get_config, mutating=False), methods=["GET"]),
-        Route("/config", guarded(put_config, mutating=True), methods=["PUT"]),
+        Route("/providers", c.guarded(c.providers, mutating=False), methods=read),
+        Route("/providers/start-all", c.guarded(c.act_all, mutating=True), methods=write),
+        Route("/providers/stop-all", c.guarded(c.act_all, mutating=True), methods=write),
+        Route("/providers/{name:str}", c.guarded(c.provider, mutating=False), methods=read),
+        Route("/providers/{name:str}/logs", c.guarded(c.logs, mutating=False), methods=read),
+        Route("/providers/{name:str}/{action:str}", c.guarded(c.act, mutating=True),
+              methods=write),
+        Route("/config", c.guarded(c.get_config, mutating=False), methods=read),
+        Route("/config", c.guarded(c.put_config, mutating=True), methods=["PUT"]),
     ]
 
 

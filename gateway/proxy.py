@@ -247,7 +247,8 @@ class Proxy:
                     else self.router.plan(model))  # type: ignore[arg-type]
         result = await self.call(Job(CHAT_PATH, request, None, stream, plan))
         if isinstance(result, Opened):
-            return ChatStream(result.backend.name, result.model, self._chunks(result))
+            chunks = _Chunks(self._chunks(result), result)
+            return ChatStream(result.backend.name, result.model, chunks)
         if not 200 <= result.status < 300:
             raise _rejected(result)
         try:
@@ -257,7 +258,7 @@ class Proxy:
                                  ) from None
         return ChatResult(result.backend.name, result.model, body)
 
-    async def _chunks(self, opened: Opened) -> AsyncIterator[dict[str, Any]]:
+    async def _chunks(self, opened: Opened) -> AsyncGenerator[dict[str, Any], None]:
         """An opened stream as parsed chunk dicts (the translated routes' view of it)."""
         async with aclosing(self.events(opened)) as events:
             try:
@@ -273,6 +274,24 @@ class Proxy:
             except ValueError:
                 raise ProviderFailed(f"provider {opened.backend.name!r} sent a chunk that is "
                                      "not JSON") from None
+
+
+class _Chunks:
+    """An opened stream's chunk iterator whose ``aclose`` releases the provider even if
+    iteration never started (an async generator's ``finally`` would not run then)."""
+
+    def __init__(self, chunks: AsyncGenerator[dict[str, Any], None], opened: Opened) -> None:
+        self._chunks, self._opened = chunks, opened
+
+    def __aiter__(self) -> _Chunks:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        return await self._chunks.__anext__()
+
+    async def aclose(self) -> None:
+        await self._chunks.aclose()
+        self._opened.finish(Outcome.CANCELLED)  # a no-op if it was finished already
 
 
 def _encode(job: Job, backend: Backend, model: str) -> bytes:

@@ -171,3 +171,18 @@ def test_check_bind_refuses_a_public_address_without_a_key(tmp_path: Path,
     assert check_bind(_config(tmp_path, "host: '::1'")) is None
     monkeypatch.setenv("UNIGW_API_KEY", "k")
     assert check_bind(_config(tmp_path, "host: 0.0.0.0")) is None
+
+
+def test_apply_config_reloads_routing_and_keeps_a_run_time_strategy_choice(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    from gateway.app import Gateway
+
+    monkeypatch.delenv("UNIGW_API_KEY", raising=False)
+    gw = Gateway(_config(tmp_path, "strategy: random, aliases: {gpt-4: a}"), FakeView())
+    gw.change(strategy="round_robin")
+    gw.apply_config(_config(tmp_path, "strategy: random, retries: 5, aliases: {gpt-4: b}"))
+    assert gw.strategy_name == "round_robin"  # the file's strategy did not change: kept
+    assert gw.proxy.retries == 5 and gw.router.settings.aliases == {"gpt-4": "b"}
+    gw.apply_config(_config(tmp_path, "strategy: health_based, api_keys: [k]"))
+    assert gw.strategy_name == "health_based" and gw.api_keys == (b"k",)
+    assert gw.runtime_config()["gateway"]["strategy"] == "health_based"
