@@ -48,10 +48,20 @@ def _demo_config() -> Config:
 
 
 def _control_config(path: str) -> Config:
-    """The config that says where the running instance is; the demo's when there is no file."""
+    """The config that says where the running instance is; the demo's when there is no file.
+
+    A providers.yaml broken by an edit must not lock the user out of the instance that runs
+    with the previous version: its problems are shown and the default state folder is used.
+    """
     if not Path(path).exists() and path == "providers.yaml":
         return _demo_config()
-    return _load(path)
+    try:
+        return load(path)
+    except ConfigError as exc:
+        click.echo("\n".join(exc.problems), err=True)
+        click.echo(f"unigw: {path} has problems; looking for the instance in its default "
+                   "state folder", err=True)
+        return loads("", Path(path).resolve())
 
 
 config_option = click.option(
@@ -83,6 +93,8 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(message)s",
         datefmt="%H:%M:%S",
     )
+    for noisy in ("httpx", "watchfiles"):  # a line per probe / per file event otherwise
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def _progress(name: str, line: str) -> None:
@@ -101,7 +113,7 @@ def _serve(config: Config, only: list[str] | None, watch: bool, verbose: bool) -
 
 def _detach(argv: list[str], config: Config, timeout: float = 120.0) -> None:
     """Start ``unigw`` again in the background and return once its gateway answers."""
-    log_file = config.state_dir / "logs" / "unigw.log"
+    log_file = config.state_dir / "unigw.log"  # beside logs/, so no provider name clashes
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as out:
         child = subprocess.Popen(

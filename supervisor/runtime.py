@@ -171,11 +171,16 @@ class ProviderRuntime:
             await self._stop_locked()
 
     async def restart(self) -> None:
-        """Stop, forget the crash history, start; return once it has settled."""
+        """Stop, forget the crash history, start; return once it has settled.
+
+        ``restarts`` counts every process after the first, asked for or not (the RESTARTS
+        column); the crash history that decides a crash loop only counts exits.
+        """
         async with self._lock:
             await self._stop_locked()
             self.policy.reset()
             self.last_error = None
+            self.restarts += 1
             self.launch()
         await self.wait_settled()
 

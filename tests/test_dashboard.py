@@ -281,10 +281,6 @@ def test_restart_button_shows_progress_and_replaces_the_process(dashboard) -> No
     sync_api.expect(field(page, "grok2api", "pid")).to_contain_text(str(after["pid"]))
 
 
-# Issue #5 asks that the restart button increase the restart count; the supervisor counts only
-# restarts it made itself ("a restart someone asked for is not a crash",
-# tests/test_supervisor_lifecycle.py). Strict: this fails loudly once the supervisor counts them.
-@pytest.mark.xfail(strict=True, reason="the supervisor does not count manual restarts (yet)")
 def test_restart_button_increases_the_restart_count(dashboard) -> None:
     page, _ = dashboard
     before = int(field(page, "k2Think2Api", "restarts").inner_text())

@@ -1,0 +1,170 @@
+"""A whole unigw instance driven by its command line: `up -d`, status, logs, control, hot
+reload of providers.yaml, strategy, `down`. Real subprocesses, sockets and files throughout."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+import yaml
+from echo_helpers import free_port
+from supervisor_helpers import FAST, echo
+
+STATUS_FIELDS = {"name", "port", "state", "pid", "uptime_s", "restarts", "health", "health_ms",
+                 "last_error", "cpu_percent", "rss_bytes", "models", "warnings", "reqs", "errors",
+                 "in_flight", "latency_ms"}
+
+
+def unigw(path: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "supervisor.cli", *args, "-c", str(path)],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Instance:
+    def __init__(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "providers.yaml"
+        self.gateway_port = free_port()
+        self.providers = [echo("a", free_port(), "--models", "m-a"),
+                          echo("b", free_port(), "--models", "m-b")]
+        self.write()
+
+    def write(self) -> None:
+        doc = {"gateway": {"port": self.gateway_port}, "supervisor": FAST,
+               "providers": self.providers}
+        self.path.write_text(yaml.safe_dump(doc))
+
+    def status(self) -> dict[str, Any]:
+        out = unigw(self.path, "status", "--json")
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    def rows(self) -> dict[str, dict[str, Any]]:
+        return {r["name"]: r for r in self.status()["providers"]}
+
+    def url(self, route: str) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}{route}"
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[Instance]:
+    inst = Instance(tmp_path)
+    out = unigw(inst.path, "up", "-d")
+    assert out.returncode == 0, out.stderr
+    assert "running in the background" in out.stdout
+    yield inst
+    if unigw(inst.path, "down").returncode != 3:  # still running: a test failed half-way
+        return
+    for p in psutil.process_iter(["environ"]):  # belt and braces: nothing of ours survives
+        try:
+            if (p.info["environ"] or {}).get("UNIGW_STATE_DIR", "").startswith(str(tmp_path)):
+                p.kill()
+        except psutil.Error:
+            pass
+
+
+def test_status_json_is_get_providers_with_every_field(instance: Instance) -> None:
+    until(lambda: all(r["state"] == "ready" for r in instance.rows().values()), 30, "ready")
+    data = instance.status()
+    assert data == httpx.get(instance.url("/providers")).json() | {"providers": data["providers"]}
+    for row in data["providers"]:
+        assert STATUS_FIELDS <= set(row), STATUS_FIELDS - set(row)
+        assert row["pid"] and psutil.pid_exists(row["pid"])
+    table = unigw(instance.path, "status")
+    assert table.returncode == 0
+    header, *lines = table.stdout.splitlines()
+    assert header.split() == ["NAME", "PORT", "STATE", "PID", "UPTIME", "RESTARTS", "HEALTH",
+                              "REQS", "ERRORS", "LAST_ERROR"]
+    assert [line.split()[:3] for line in lines] == [
+        ["a", str(instance.providers[0]["port"]), "ready"],
+        ["b", str(instance.providers[1]["port"]), "ready"]]
+
+
+def test_logs_n_prints_the_last_lines_of_the_provider_output(instance: Instance) -> None:
+    until(lambda: instance.rows()["a"]["state"] == "ready", 30, "a ready")
+    out = unigw(instance.path, "logs", "a", "-n", "3")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert 1 <= len(lines) <= 3
+    full = unigw(instance.path, "logs", "a", "-n", "200").stdout
+    assert "echo provider listening on http://127.0.0.1:" in full
+    assert unigw(instance.path, "logs", "ghost").returncode == 1
+
+
+def test_restart_stop_start_through_the_cli(instance: Instance) -> None:
+    until(lambda: instance.rows()["a"]["state"] == "ready", 30, "a ready")
+    before = instance.rows()["a"]
+    out = unigw(instance.path, "restart", "a")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("a: ready (pid ")
+    after = instance.rows()["a"]
+    assert after["pid"] != before["pid"] and after["restarts"] == before["restarts"] + 1
+    assert unigw(instance.path, "stop", "a").stdout.strip() == "a: stopped"
+    assert instance.rows()["a"]["state"] == "stopped"
+    assert unigw(instance.path, "start", "a").returncode == 0
+    assert instance.rows()["a"]["state"] == "ready"
+    missing = unigw(instance.path, "restart", "ghost")
+    assert missing.returncode == 1 and "ghost" in missing.stderr
+
+
+def test_strategy_command_switches_the_running_gateway(instance: Instance) -> None:
+    out = unigw(instance.path, "strategy")
+    assert out.returncode == 0 and "* round_robin" in out.stdout
+    out = unigw(instance.path, "strategy", "least_connections")
+    assert out.returncode == 0 and "* least_connections" in out.stdout
+    assert httpx.get(instance.url("/config")).json()["gateway"]["strategy"] == "least_connections"
+    assert unigw(instance.path, "strategy", "fastest").returncode == 2
+
+
+def test_editing_providers_yaml_adds_removes_and_changes_providers(instance: Instance) -> None:
+    until(lambda: all(r["state"] == "ready" for r in instance.rows().values()), 30, "ready")
+    pid_a, pid_b = instance.rows()["a"]["pid"], instance.rows()["b"]["pid"]
+    port_b = instance.providers[1]["port"]
+    instance.providers[1] = echo("b", port_b, "--models", "m-b2")  # changed
+    instance.providers.append(echo("c", free_port(), "--models", "m-c"))  # added
+    instance.write()
+    until(lambda: instance.rows().get("c", {}).get("state") == "ready", 30, "c added")
+    until(lambda: instance.rows()["b"]["pid"] not in (None, pid_b)
+          and instance.rows()["b"]["state"] == "ready", 30, "b restarted with its new command")
+    assert instance.rows()["a"]["pid"] == pid_a  # untouched
+    until(lambda: {"id": "m-b2", "owned_by": "b"} in [
+        {k: m[k] for k in ("id", "owned_by")} for m in httpx.get(instance.url("/v1/models")).json()["data"]
+    ], 15, "the gateway to learn b's new model")
+    del instance.providers[0]  # removed
+    instance.write()
+    until(lambda: "a" not in instance.rows(), 30, "a removed")
+    assert not psutil.pid_exists(pid_a) or psutil.Process(pid_a).status() == "zombie"
+    instance.path.write_text("providers: [\n")  # an invalid edit keeps the running config
+    time.sleep(1.5)
+    assert set(instance.rows()) == {"b", "c"}
+    log = (instance.path.parent / ".unigw" / "unigw.log").read_text()
+    assert "is not valid; keeping the running config" in log
+
+
+def test_down_stops_everything_and_frees_the_ports(instance: Instance) -> None:
+    until(lambda: all(r["state"] == "ready" for r in instance.rows().values()), 30, "ready")
+    pids = [r["pid"] for r in instance.rows().values()]
+    procs = [psutil.Process(p) for p in pids]
+    out = unigw(instance.path, "down")
+    assert out.returncode == 0, out.stderr
+    assert [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+    for port in [instance.gateway_port, *(p["port"] for p in instance.providers)]:
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+    assert unigw(instance.path, "status").returncode == 3
