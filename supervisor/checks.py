@@ -34,7 +34,9 @@ def run(config: Config) -> Report:
             report.lines.append(f"{p.name}: disabled")
             continue
         report.lines.append(f"{p.name}: port {p.port}, {toolchains.describe(p, config)}")
-        report.problems += [f"{label}: {p.name}: {msg}" for msg in _provider_problems(p, config, ours)]
+        report.problems += [
+            f"{label}: {p.name}: {msg}" for msg in _provider_problems(p, config, ours)
+        ]
     if ours:
         report.lines.append("(unigw is running: its own ports were not checked)")
     return report

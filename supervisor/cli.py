@@ -59,8 +59,10 @@ def _control_config(path: str) -> Config:
         return load(path)
     except ConfigError as exc:
         click.echo("\n".join(exc.problems), err=True)
-        click.echo(f"unigw: {path} has problems; looking for the instance in its default "
-                   "state folder", err=True)
+        click.echo(
+            f"unigw: {path} has problems; looking for the instance in its default state folder",
+            err=True,
+        )
         return loads("", Path(path).resolve())
 
 
@@ -118,7 +120,10 @@ def _detach(argv: list[str], config: Config, timeout: float = 120.0) -> None:
     with open(log_file, "ab") as out:
         child = subprocess.Popen(
             [sys.executable, "-m", "supervisor.cli", *argv],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
         )
     gw = config.gateway
     url = f"http://{'127.0.0.1' if gw.host in ('0.0.0.0', '::') else gw.host}:{gw.port}/health"
@@ -127,12 +132,16 @@ def _detach(argv: list[str], config: Config, timeout: float = 120.0) -> None:
         if child.poll() is not None:
             tail = log_file.read_text(errors="replace").splitlines()[-15:]
             click.echo("\n".join(tail), err=True)
-            _fail(f"unigw exited with code {child.returncode} before its gateway answered "
-                  f"(log: {log_file})")
+            _fail(
+                f"unigw exited with code {child.returncode} before its gateway answered "
+                f"(log: {log_file})"
+            )
         try:
             httpx.get(url, timeout=1.0)
-            click.echo(f"unigw is running in the background (pid {child.pid}); gateway "
-                       f"{url.removesuffix('/health')}/v1; log {log_file}; stop with `unigw down`")
+            click.echo(
+                f"unigw is running in the background (pid {child.pid}); gateway "
+                f"{url.removesuffix('/health')}/v1; log {log_file}; stop with `unigw down`"
+            )
             return
         except httpx.TransportError:
             time.sleep(0.2)
@@ -141,7 +150,9 @@ def _detach(argv: list[str], config: Config, timeout: float = 120.0) -> None:
 
 @cli.command()
 @config_option
-@click.option("-d", "--detach", is_flag=True, help="Run in the background; return once the gateway answers.")
+@click.option(
+    "-d", "--detach", is_flag=True, help="Run in the background; return once the gateway answers."
+)
 @click.option("--only", help="Comma-separated provider names to run (the others stay stopped).")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def up(config_path: str, detach: bool, only: str | None, verbose: bool) -> None:
@@ -166,7 +177,9 @@ def up(config_path: str, detach: bool, only: str | None, verbose: bool) -> None:
 
 @cli.command()
 @config_option
-@click.option("-d", "--detach", is_flag=True, help="Run in the background; return once the gateway answers.")
+@click.option(
+    "-d", "--detach", is_flag=True, help="Run in the background; return once the gateway answers."
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def demo(config_path: str, detach: bool, verbose: bool) -> None:
     """The whole system offline: unigw's own echo providers on 8000-8013 stand in for the
@@ -190,7 +203,10 @@ def down(config_path: str, timeout: float) -> None:
     config = _control_config(config_path)
     inst = instance.running(config.state_dir)
     if inst is None:
-        _fail(f"unigw is not running (no live instance recorded in {config.state_dir})", EXIT_NOT_RUNNING)
+        _fail(
+            f"unigw is not running (no live instance recorded in {config.state_dir})",
+            EXIT_NOT_RUNNING,
+        )
     os.kill(inst.pid, 15)
     deadline = time.monotonic() + timeout
     while inst.alive:

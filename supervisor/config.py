@@ -185,7 +185,7 @@ class Config:
 
 
 def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
-    """Read, validate and resolve providers.yaml; raise :class:`ConfigError` listing every problem."""
+    """Read, validate and resolve providers.yaml; raise :class:`ConfigError` with every problem."""
     p = Path(path).resolve()
     try:
         text = p.read_text(encoding="utf-8")

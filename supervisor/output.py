@@ -80,9 +80,9 @@ def table(
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
     ]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip()]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
     for r in rows:
-        cells = [c.ljust(w) for c, w in zip(r, widths)]
+        cells = [c.ljust(w) for c, w in zip(r, widths, strict=True)]
         if colour and colour_col is not None and r[colour_col] in _STATE_COLOURS:
             cells[colour_col] = _paint(cells[colour_col], _STATE_COLOURS[r[colour_col]])
         lines.append("  ".join(cells).rstrip())

@@ -95,15 +95,18 @@ def _coerce_tuple(value: Any, args: tuple[Any, ...]) -> tuple[Any, str | None]:
 
 
 def unknown_fields(raw: dict[str, Any], known: set[str], where: str, problems: list[str]) -> None:
+    """Report every key of ``raw`` that is not a known field."""
     for key in raw:
         if key not in known:
             problems.append(f"{where}: {key}: unknown field (known: {', '.join(sorted(known))})")
 
 
+_KINDS: dict[type, str] = {dict: "a mapping", list: "a list", str: "a string"}
+
+
 def kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string"}.get(
-        type(value), type(value).__name__
-    )
+    """How a YAML value is named in messages: "a mapping", "a list", "int", ..."""
+    return _KINDS.get(type(value), type(value).__name__)
 
 
 def show(value: Any) -> str:

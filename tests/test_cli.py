@@ -9,14 +9,32 @@ from pathlib import Path
 
 import pytest
 
-COMMANDS = ["up", "demo", "down", "status", "start", "stop", "restart", "logs", "install",
-            "check", "strategy"]
+COMMANDS = [
+    "up",
+    "demo",
+    "down",
+    "status",
+    "start",
+    "stop",
+    "restart",
+    "logs",
+    "install",
+    "check",
+    "strategy",
+]
 
 
-def unigw(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
-          timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "supervisor.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+def unigw(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "supervisor.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_help_lists_every_command_of_the_design() -> None:
@@ -34,8 +52,9 @@ def test_each_command_has_help_with_config_option(cmd: str) -> None:
     assert len(out.stdout.split("\n\n")[1].strip()) > 20  # a real description, not a stub
 
 
-@pytest.mark.parametrize("args", [["status"], ["status", "--json"], ["restart", "qwen-api"],
-                                  ["strategy"], ["down"]])
+@pytest.mark.parametrize(
+    "args", [["status"], ["status", "--json"], ["restart", "qwen-api"], ["strategy"], ["down"]]
+)
 def test_control_commands_exit_3_when_nothing_runs(args: list[str], tmp_path: Path) -> None:
     out = unigw(*args, cwd=tmp_path)
     assert out.returncode == 3, (out.stdout, out.stderr)
@@ -84,8 +103,10 @@ def test_check_reports_missing_secret_and_taken_port(tmp_path: Path) -> None:
 
 def test_check_lists_every_config_problem_and_exits_1(tmp_path: Path) -> None:
     path = tmp_path / "providers.yaml"
-    path.write_text("gateway: {strategy: fastest}\nproviders:\n"
-                    "  - {name: a, port: 99999, runtime: cobol, start: [x]}\n")
+    path.write_text(
+        "gateway: {strategy: fastest}\nproviders:\n"
+        "  - {name: a, port: 99999, runtime: cobol, start: [x]}\n"
+    )
     out = unigw("check", "-c", str(path))
     assert out.returncode == 1
     for field in ("strategy", "port", "runtime"):

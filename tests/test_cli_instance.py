@@ -18,14 +18,34 @@ import yaml
 from echo_helpers import free_port
 from supervisor_helpers import FAST, echo
 
-STATUS_FIELDS = {"name", "port", "state", "pid", "uptime_s", "restarts", "health", "health_ms",
-                 "last_error", "cpu_percent", "rss_bytes", "models", "warnings", "reqs", "errors",
-                 "in_flight", "latency_ms"}
+STATUS_FIELDS = {
+    "name",
+    "port",
+    "state",
+    "pid",
+    "uptime_s",
+    "restarts",
+    "health",
+    "health_ms",
+    "last_error",
+    "cpu_percent",
+    "rss_bytes",
+    "models",
+    "warnings",
+    "reqs",
+    "errors",
+    "in_flight",
+    "latency_ms",
+}
 
 
 def unigw(path: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "supervisor.cli", *args, "-c", str(path)],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "supervisor.cli", *args, "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def until(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -41,13 +61,18 @@ class Instance:
     def __init__(self, tmp_path: Path) -> None:
         self.path = tmp_path / "providers.yaml"
         self.gateway_port = free_port()
-        self.providers = [echo("a", free_port(), "--models", "m-a"),
-                          echo("b", free_port(), "--models", "m-b")]
+        self.providers = [
+            echo("a", free_port(), "--models", "m-a"),
+            echo("b", free_port(), "--models", "m-b"),
+        ]
         self.write()
 
     def write(self) -> None:
-        doc = {"gateway": {"port": self.gateway_port}, "supervisor": FAST,
-               "providers": self.providers}
+        doc = {
+            "gateway": {"port": self.gateway_port},
+            "supervisor": FAST,
+            "providers": self.providers,
+        }
         self.path.write_text(yaml.safe_dump(doc))
 
     def status(self) -> dict[str, Any]:
@@ -89,11 +114,22 @@ def test_status_json_is_get_providers_with_every_field(instance: Instance) -> No
     table = unigw(instance.path, "status")
     assert table.returncode == 0
     header, *lines = table.stdout.splitlines()
-    assert header.split() == ["NAME", "PORT", "STATE", "PID", "UPTIME", "RESTARTS", "HEALTH",
-                              "REQS", "ERRORS", "LAST_ERROR"]
+    assert header.split() == [
+        "NAME",
+        "PORT",
+        "STATE",
+        "PID",
+        "UPTIME",
+        "RESTARTS",
+        "HEALTH",
+        "REQS",
+        "ERRORS",
+        "LAST_ERROR",
+    ]
     assert [line.split()[:3] for line in lines] == [
         ["a", str(instance.providers[0]["port"]), "ready"],
-        ["b", str(instance.providers[1]["port"]), "ready"]]
+        ["b", str(instance.providers[1]["port"]), "ready"],
+    ]
 
 
 def test_logs_n_prints_the_last_lines_of_the_provider_output(instance: Instance) -> None:
@@ -140,12 +176,26 @@ def test_editing_providers_yaml_adds_removes_and_changes_providers(instance: Ins
     instance.providers.append(echo("c", free_port(), "--models", "m-c"))  # added
     instance.write()
     until(lambda: instance.rows().get("c", {}).get("state") == "ready", 30, "c added")
-    until(lambda: instance.rows()["b"]["pid"] not in (None, pid_b)
-          and instance.rows()["b"]["state"] == "ready", 30, "b restarted with its new command")
+    until(
+        lambda: (
+            instance.rows()["b"]["pid"] not in (None, pid_b)
+            and instance.rows()["b"]["state"] == "ready"
+        ),
+        30,
+        "b restarted with its new command",
+    )
     assert instance.rows()["a"]["pid"] == pid_a  # untouched
-    until(lambda: {"id": "m-b2", "owned_by": "b"} in [
-        {k: m[k] for k in ("id", "owned_by")} for m in httpx.get(instance.url("/v1/models")).json()["data"]
-    ], 15, "the gateway to learn b's new model")
+    until(
+        lambda: (
+            {"id": "m-b2", "owned_by": "b"}
+            in [
+                {k: m[k] for k in ("id", "owned_by")}
+                for m in httpx.get(instance.url("/v1/models")).json()["data"]
+            ]
+        ),
+        15,
+        "the gateway to learn b's new model",
+    )
     del instance.providers[0]  # removed
     instance.write()
     until(lambda: "a" not in instance.rows(), 30, "a removed")

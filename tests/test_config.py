@@ -74,8 +74,11 @@ def test_shipped_file_names_secrets_only_as_references(monkeypatch: pytest.Monke
 
 def test_secrets_resolve_from_environment_and_dotenv_and_are_redacted(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("# comment\nexport TOKEN_A='from-dotenv'\nTOKEN_B=dotenv-b\n")
-    text = provider(env={"A": "${TOKEN_A}", "B": "${TOKEN_B}", "C": "${UNSET:-fallback}"},
-                    key="${TOKEN_B}", start=["{python}", "--token", "${TOKEN_A}"])
+    text = provider(
+        env={"A": "${TOKEN_A}", "B": "${TOKEN_B}", "C": "${UNSET:-fallback}"},
+        key="${TOKEN_B}",
+        start=["{python}", "--token", "${TOKEN_A}"],
+    )
     path = tmp_path / "providers.yaml"
     path.write_text(text)
     config = load(path, environ={"TOKEN_B": "from-env"})
@@ -85,7 +88,9 @@ def test_secrets_resolve_from_environment_and_dotenv_and_are_redacted(tmp_path: 
     shown = config.redacted()["providers"][0]
     assert shown["env"] == {"A": "***", "B": "***", "C": "***"}
     assert shown["key"] == "***" and shown["start"] == ["{python}", "--token", "***"]
-    assert "from-env" not in repr(config.redacted()) and "from-dotenv" not in repr(config.redacted())
+    assert "from-env" not in repr(config.redacted()) and "from-dotenv" not in repr(
+        config.redacted()
+    )
 
 
 def test_missing_secret_is_recorded_not_fatal(tmp_path: Path) -> None:
@@ -98,28 +103,59 @@ def test_missing_secret_is_recorded_not_fatal(tmp_path: Path) -> None:
     ("text", "expected"),
     [
         (provider(colour="blue"), "providers.yaml: providers[0] (p1): colour: unknown field"),
-        ("providers:\n  - {port: 9001, runtime: python, start: [x]}\n",
-         "providers.yaml: providers[0]: name: missing required field"),
-        (provider(port=70000), "providers.yaml: providers[0] (p1): port: must be an integer in 1-65535, got 70000"),
-        (provider(port=0), "providers.yaml: providers[0] (p1): port: must be an integer in 1-65535, got 0"),
-        (provider(port="80"), "providers.yaml: providers[0] (p1): port: must be an integer, got a string '80'"),
-        (provider(start="python main.py"),
-         "providers.yaml: providers[0] (p1): start: must be a list of strings, got a string 'python main.py'"),
-        (provider(start=[1, 2]),
-         "providers.yaml: providers[0] (p1): start: must be a list of strings; item 0: must be a string, got int 1"),
-        (provider(runtime="cobol"),
-         "providers.yaml: providers[0] (p1): runtime: unknown runtime 'cobol' (known: python, node, go, deno)"),
-        (provider(start=["{python}", "{nope}"]),
-         "providers.yaml: providers[0] (p1): start: unknown placeholder {nope}"),
-        (provider(repo="https://example.invalid/x"),
-         "providers.yaml: providers[0] (p1): ref: required with repo (pin a commit, never a branch)"),
-        (provider(cwd="../elsewhere"), "providers.yaml: providers[0] (p1): cwd: must be a folder inside the clone"),
-        ("gateway:\n  strategy: fastest\n",
-         "providers.yaml: gateway: strategy: unknown strategy 'fastest' (known: round_robin,"),
-        ("gateway:\n  port: 123456\n", "providers.yaml: gateway: port: must be an integer in 1-65535, got 123456"),
+        (
+            "providers:\n  - {port: 9001, runtime: python, start: [x]}\n",
+            "providers.yaml: providers[0]: name: missing required field",
+        ),
+        (
+            provider(port=70000),
+            "providers.yaml: providers[0] (p1): port: must be an integer in 1-65535, got 70000",
+        ),
+        (
+            provider(port=0),
+            "providers.yaml: providers[0] (p1): port: must be an integer in 1-65535, got 0",
+        ),
+        (
+            provider(port="80"),
+            "providers.yaml: providers[0] (p1): port: must be an integer, got a string '80'",
+        ),
+        (
+            provider(start="python main.py"),
+            "providers.yaml: providers[0] (p1): start: must be a list of strings, got a string 'python main.py'",
+        ),
+        (
+            provider(start=[1, 2]),
+            "providers.yaml: providers[0] (p1): start: must be a list of strings; item 0: must be a string, got int 1",
+        ),
+        (
+            provider(runtime="cobol"),
+            "providers.yaml: providers[0] (p1): runtime: unknown runtime 'cobol' (known: python, node, go, deno)",
+        ),
+        (
+            provider(start=["{python}", "{nope}"]),
+            "providers.yaml: providers[0] (p1): start: unknown placeholder {nope}",
+        ),
+        (
+            provider(repo="https://example.invalid/x"),
+            "providers.yaml: providers[0] (p1): ref: required with repo (pin a commit, never a branch)",
+        ),
+        (
+            provider(cwd="../elsewhere"),
+            "providers.yaml: providers[0] (p1): cwd: must be a folder inside the clone",
+        ),
+        (
+            "gateway:\n  strategy: fastest\n",
+            "providers.yaml: gateway: strategy: unknown strategy 'fastest' (known: round_robin,",
+        ),
+        (
+            "gateway:\n  port: 123456\n",
+            "providers.yaml: gateway: port: must be an integer in 1-65535, got 123456",
+        ),
         ("gateway:\n  bogus: 1\n", "providers.yaml: gateway: bogus: unknown field"),
-        ("supervisor:\n  probe_interval: soon\n",
-         "providers.yaml: supervisor: probe_interval: must be a number, got a string 'soon'"),
+        (
+            "supervisor:\n  probe_interval: soon\n",
+            "providers.yaml: supervisor: probe_interval: must be a number, got a string 'soon'",
+        ),
         ("providers: {a: 1}\n", "providers.yaml: providers: must be a list, got a mapping"),
         ("- just\n- a list\n", "providers.yaml: the top level must be a mapping, got a list"),
         ("providers: [\n", "providers.yaml: not valid YAML"),
@@ -140,8 +176,12 @@ def test_duplicate_names_and_ports_are_reported(tmp_path: Path) -> None:
         "  - {name: b, port: 9001, runtime: python, start: [x]}\n"
     )
     problems = problems_of(text, tmp_path)
-    assert "providers.yaml: providers[1] (a): name: duplicate name 'a' (also providers[0])" in problems
-    assert "providers.yaml: providers[2] (b): port: duplicate port 9001 (also used by a)" in problems
+    assert (
+        "providers.yaml: providers[1] (a): name: duplicate name 'a' (also providers[0])" in problems
+    )
+    assert (
+        "providers.yaml: providers[2] (b): port: duplicate port 9001 (also used by a)" in problems
+    )
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
@@ -158,7 +198,9 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 
 def test_routes_must_name_known_providers(tmp_path: Path) -> None:
     text = "gateway:\n  routes: {GLM-4.5: [ghost]}\n" + provider()
-    assert "providers.yaml: gateway: routes: GLM-4.5: unknown provider 'ghost'" in problems_of(text, tmp_path)
+    assert "providers.yaml: gateway: routes: GLM-4.5: unknown provider 'ghost'" in problems_of(
+        text, tmp_path
+    )
 
 
 def test_demo_config_describes_fourteen_echo_providers_with_the_real_names() -> None:

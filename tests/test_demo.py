@@ -48,8 +48,13 @@ def demo(tmp_path: Path):  # type: ignore[no-untyped-def]
     busy = [p for p in [*PORTS, 7999] if not port_free(p)]
     if busy:
         pytest.fail(f"ports {busy} are taken; the demo needs 7999 and 8000-8013")
-    proc = subprocess.Popen([sys.executable, "-m", "supervisor.cli", "demo"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "supervisor.cli", "demo"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     yield proc
     if proc.poll() is None:
         proc.kill()
@@ -59,13 +64,21 @@ def demo(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 def test_demo_serves_fourteen_echo_providers_and_sigint_leaves_nothing(demo) -> None:  # type: ignore[no-untyped-def]
     wait_for(lambda: answers(f"{GATEWAY}/health"), 60, "the gateway's /health")
-    wait_for(lambda: all(answers(f"http://127.0.0.1:{p}/health") for p in PORTS), 60,
-             "the 14 echo providers")
+    wait_for(
+        lambda: all(answers(f"http://127.0.0.1:{p}/health") for p in PORTS),
+        60,
+        "the 14 echo providers",
+    )
     rows = httpx.get(f"{GATEWAY}/providers", timeout=5).json()["providers"]
     assert [r["port"] for r in rows] == PORTS
-    wait_for(lambda: all(r["state"] == "ready" for r in
-                         httpx.get(f"{GATEWAY}/providers", timeout=5).json()["providers"]),
-             30, "every provider ready")
+    wait_for(
+        lambda: all(
+            r["state"] == "ready"
+            for r in httpx.get(f"{GATEWAY}/providers", timeout=5).json()["providers"]
+        ),
+        30,
+        "every provider ready",
+    )
     children = psutil.Process(demo.pid).children(recursive=True)
     assert len(children) >= 14
 
