@@ -110,8 +110,12 @@ def start_gateway(folder: Path, ports: list[int]) -> tuple[subprocess.Popen[byte
 
 
 def _ms(text: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    """wrk's ``512.00us`` / ``3.21ms`` / ``1.05s`` / ``1.00m`` in milliseconds."""
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if match is None:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    unit = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[match.group(2)]
+    return float(match.group(1)) * unit
 
 
 def wrk(url: str, clients: int, seconds: float, lua: Path) -> tuple[int, float, float, int]:
@@ -119,8 +123,8 @@ def wrk(url: str, clients: int, seconds: float, lua: Path) -> tuple[int, float, 
     argv = ["wrk", "-t1", f"-c{clients}", f"-d{round(seconds)}s", "--latency", "-s", str(lua), url]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)$", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)$", out, re.M).group(1))  # type: ignore[union-attr]
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return requests, p50, p99, errors + (int(non2xx.group(1)) if non2xx else 0)
