@@ -13,7 +13,7 @@ import asyncio
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -180,39 +180,46 @@ async def send_answer(send: Send, answer: Answer) -> None:
 
 async def stream_answer(gateway: Gateway, opened: Opened, receive: Receive, send: Send) -> None:
     """Pass an opened stream through; if the client goes away, stop and close the upstream."""
-    task = asyncio.current_task()
-    assert task is not None
-    state = {"done": False, "gone": False}
-    watcher = asyncio.ensure_future(_watch_disconnect(receive, task, state))
     content_type = opened.response.header(b"content-type") or b"text/event-stream"
     head = [(b"content-type", content_type), (b"cache-control", b"no-cache"),
             (PIN_HEADER, opened.backend.name.encode())]
     try:
-        await send({"type": "http.response.start", "status": opened.response.status,
-                    "headers": head})
-        async for data in gateway.proxy.sse(opened):
+        await pass_through(receive, send, opened.response.status, head, gateway.proxy.sse(opened))
+    finally:
+        opened.finish(Outcome.CANCELLED)  # a no-op if the stream was finished already
+
+
+async def pass_through(receive: Receive, send: Send, status: int, head: list[tuple[bytes, bytes]],
+                       events: AsyncIterator[bytes]) -> None:
+    """Send ``events`` as they come; stop early, normally, when the client goes away.
+
+    The caller closes the upstream behind ``events`` in its own ``finally``.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    gone = asyncio.Event()
+    watcher = asyncio.ensure_future(_watch_disconnect(receive, task, gone))
+    try:
+        await send({"type": "http.response.start", "status": status, "headers": head})
+        async for data in events:
             await send({"type": "http.response.body", "body": data, "more_body": True})
-        state["done"] = True
+        watcher.cancel()  # from here a disconnect no longer matters
         await send({"type": "http.response.body", "body": b""})
     except asyncio.CancelledError:
-        if not state["gone"]:
+        if not gone.is_set():
             raise
         uncancel = getattr(task, "uncancel", None)  # Python 3.11+ counts cancellations
         if uncancel is not None:
             uncancel()  # the client left: that ends this request normally
     finally:
-        state["done"] = True
         watcher.cancel()
-        opened.finish(Outcome.CANCELLED)  # a no-op if the stream was finished already
 
 
-async def _watch_disconnect(receive: Receive, task: asyncio.Task[Any],
-                            state: dict[str, bool]) -> None:
+async def _watch_disconnect(receive: Receive, task: asyncio.Task[Any], gone: asyncio.Event) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
-    if not state["done"]:
-        state["gone"] = True
-        task.cancel()
+    gone.set()
+    task.cancel()
 
 
 # -- Starlette routes ----------------------------------------------------------------------------

@@ -23,10 +23,9 @@ error event (written by ``stream_from_chat``). Every answer a provider gave carr
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs
@@ -41,6 +40,7 @@ from gateway.openai_routes import (
     Send,
     authorize,
     parse_object,
+    pass_through,
     pin_of,
     read_body,
 )
@@ -201,36 +201,12 @@ async def json_array(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 async def send_stream(send: Send, receive: Receive, provider: str,
                       events: AsyncIterator[bytes], content_type: bytes) -> None:
     """Send ``events`` as they come; if the client goes away, stop and close the upstream."""
-    task = asyncio.current_task()
-    assert task is not None
-    gone = asyncio.Event()
-    watcher = asyncio.ensure_future(_watch_disconnect(receive, lambda: _leave(task, gone)))
     head = [(b"content-type", content_type), (b"cache-control", b"no-cache"),
             (PIN_HEADER, provider.encode())]
     try:
-        await send({"type": "http.response.start", "status": 200, "headers": head})
-        async for data in events:
-            await send({"type": "http.response.body", "body": data, "more_body": True})
-        watcher.cancel()
-        await send({"type": "http.response.body", "body": b""})
-    except asyncio.CancelledError:
-        if not gone.is_set():
-            raise
-        task.uncancel()  # the client left: that ends this request normally
+        await pass_through(receive, send, 200, head, events)
     finally:
-        watcher.cancel()
         await close_upstream(events)  # closing the events closes the provider's stream
-
-
-def _leave(task: asyncio.Task[Any], gone: asyncio.Event) -> None:
-    gone.set()
-    task.cancel()
-
-
-async def _watch_disconnect(receive: Receive, on_disconnect: Callable[[], None]) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    on_disconnect()
 
 
 __all__ = ["APIS", "Api", "Call", "TranslatedDoor", "match", "send_error"]
