@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,13 @@ READY_WHEN = ("2xx", "any")
 PLACEHOLDERS = ("port", "python", "venv", "bin", "dir")
 REDACTED = "***"
 _DERIVED = {"derived": True}  # computed at load, never written in the file
+
+
+_SECRETISH = re.compile(r"KEY|TOKEN|SECRET|PASSW|SSO|COOKIE|CREDENTIAL", re.IGNORECASE)
+
+
+def _secret_flag(arg: str) -> bool:
+    return arg.startswith("-") and bool(_SECRETISH.search(arg))
 
 
 class ConfigError(Exception):
@@ -132,6 +139,31 @@ class ProviderConfig:
     def default_model(self) -> str | None:
         return self.models[0] if self.models else None
 
+    def shown_env(self) -> dict[str, str]:
+        """``env`` as it may be displayed: secrets, and anything named like one, as ***."""
+        return {
+            k: REDACTED if k in self.secret_env or _SECRETISH.search(k) else v
+            for k, v in self.env.items()
+        }
+
+    def shown_argv(self, argv: Sequence[str]) -> list[str]:
+        """An argv of this provider as it may be displayed or logged.
+
+        Values that came from the environment, and the value of any flag named like a secret
+        (``--api-key X``, ``--github-token=X``), are replaced by ***.
+        """
+        shown = []
+        for i, arg in enumerate(argv):
+            flag, eq, _ = arg.partition("=")
+            after_flag = i > 0 and "=" not in argv[i - 1] and _secret_flag(argv[i - 1])
+            if i in self.secret_args or after_flag:
+                shown.append(REDACTED)
+            elif eq and _secret_flag(flag):
+                shown.append(f"{flag}={REDACTED}")
+            else:
+                shown.append(arg)
+        return shown
+
 
 @dataclass(frozen=True)
 class Config:
@@ -165,9 +197,9 @@ class Config:
         providers = []
         for p in self.providers:
             d = dataclasses.asdict(p)
-            d["env"] = {k: REDACTED if k in p.secret_env else v for k, v in p.env.items()}
-            d["key"] = REDACTED if p.key_is_secret and p.key else p.key
-            d["start"] = [REDACTED if i in p.secret_args else a for i, a in enumerate(p.start)]
+            d["env"] = p.shown_env()
+            d["key"] = REDACTED if p.key else None  # per-provider keys stay server-side
+            d["start"] = p.shown_argv(p.start)
             for k in ("secret_env", "secret_args", "key_is_secret"):
                 d.pop(k)
             d["missing_secrets"] = list(p.missing_secrets)

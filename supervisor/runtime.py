@@ -304,7 +304,7 @@ class ProviderRuntime:
         self.child = child
         await asyncio.to_thread(leftovers.record, self.shared.state_dir, self.name, child.pid,
                                 child.create_time, self.provider.port)
-        shown = [("***" if i in self.provider.secret_args else a) for i, a in enumerate(argv)]
+        shown = self.provider.shown_argv(argv)
         self.log.note(f"started pid {child.pid}: {' '.join(shown)} (in {spec.cwd})")
         watch = Watch(self.provider, self.shared.settings, child, self.shared.get_prober(),
                       TreeSampler(child.pid), self._observe)

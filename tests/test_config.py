@@ -209,3 +209,15 @@ def test_demo_config_describes_fourteen_echo_providers_with_the_real_names() -> 
     assert [(p.name, p.port) for p in demo.providers] == [(p.name, p.port) for p in real.providers]
     assert all(p.local and "supervisor.echo" in p.start for p in demo.providers)
     assert [p.models for p in demo.providers] == [p.models for p in real.providers]
+
+
+def test_display_hides_provider_keys_and_secret_looking_values(tmp_path: Path) -> None:
+    path = tmp_path / "providers.yaml"
+    path.write_text(provider(key="sk-literal", env={"HOST": "127.0.0.1", "DEFAULT_KEY": "sk-x"},
+                             start=["{python}", "--api-key", "k1", "--github-token=t1", "--port", "{port}"]))
+    config = load(path, environ={})
+    shown = config.redacted()["providers"][0]
+    assert shown["key"] == "***"
+    assert shown["env"] == {"HOST": "127.0.0.1", "DEFAULT_KEY": "***"}
+    assert shown["start"] == ["{python}", "--api-key", "***", "--github-token=***", "--port", "{port}"]
+    assert config.providers[0].key == "sk-literal"  # the gateway still sends the real one
