@@ -1,0 +1,77 @@
+"""The checks of providers.yaml beyond each field's type: ranges, names, placeholders, and
+references between sections. Each problem names the file, the provider and the field."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+RUNTIMES = ("python", "node", "go", "deno")
+UNKNOWN_MODEL_POLICIES = ("default", "reject")
+READY_WHEN = ("2xx", "any")
+PLACEHOLDERS = ("port", "python", "venv", "bin", "dir")
+
+
+def check_provider(p: dict[str, Any], where: str, problems: list[str]) -> None:
+    """Add the problems of one provider's type-checked fields to ``problems``."""
+
+    def bad(field: str, message: str) -> None:
+        problems.append(f"{where}: {field}: {message}")
+
+    name, port, runtime = p.get("name"), p.get("port"), p.get("runtime")
+    if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        bad("name", f"must be letters, digits, '.', '_' or '-', got {name!r}")
+    if port is not None and not 1 <= port <= 65535:
+        bad("port", f"must be an integer in 1-65535, got {port}")
+    if runtime is not None and runtime not in RUNTIMES:
+        bad("runtime", f"unknown runtime {runtime!r} (known: {', '.join(RUNTIMES)})")
+    if p.get("start") == ():
+        bad("start", "must be a non-empty list of strings")
+    for arg in p.get("start", ()):
+        for ph in re.findall(r"(?<!\$)\{([^{}]*)\}", arg):
+            if ph not in PLACEHOLDERS:
+                known = ", ".join("{" + x + "}" for x in PLACEHOLDERS)
+                bad("start", f"unknown placeholder {{{ph}}} (known: {known})")
+    if p.get("repo") is not None and not p.get("ref"):
+        bad("ref", "required with repo (pin a commit, never a branch)")
+    if not p.get("health", "/").startswith("/"):
+        bad("health", f"must be a path starting with '/', got {p['health']!r}")
+    if p.get("ready_when", "2xx") not in READY_WHEN:
+        bad("ready_when", f"must be one of {', '.join(READY_WHEN)}, got {p['ready_when']!r}")
+    if p.get("weight", 1) < 1:
+        bad("weight", f"must be at least 1, got {p['weight']}")
+    cwd = Path(p.get("cwd", "."))
+    if cwd.is_absolute() or ".." in cwd.parts:
+        bad("cwd", f"must be a folder inside the clone, got {str(cwd)!r}")
+
+
+def check_gateway(
+    gw: dict[str, Any], providers: list[dict[str, Any]], where: str, problems: list[str]
+) -> None:
+    """Add the problems of the gateway section and of its references to providers."""
+    from gateway.strategies import STRATEGIES  # the registry owns the names
+
+    strategy, port = gw.get("strategy", "round_robin"), gw.get("port", 7999)
+    if strategy not in STRATEGIES:
+        problems.append(
+            f"{where}: strategy: unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})"
+        )
+    if not 1 <= port <= 65535:
+        problems.append(f"{where}: port: must be an integer in 1-65535, got {port}")
+    unknown_model = gw.get("unknown_model", "default")
+    if unknown_model not in UNKNOWN_MODEL_POLICIES:
+        problems.append(
+            f"{where}: unknown_model: must be one of {', '.join(UNKNOWN_MODEL_POLICIES)}, "
+            f"got {unknown_model!r}"
+        )
+    if gw.get("retries", 0) < 0:
+        problems.append(f"{where}: retries: must be 0 or more, got {gw['retries']}")
+    names = {p.get("name") for p in providers}
+    for model, prefs in gw.get("routes", {}).items():
+        for name in prefs:
+            if name not in names:
+                problems.append(f"{where}: routes: {model}: unknown provider {name!r}")
+    for p in providers:
+        if p.get("port") == port:
+            problems.append(f"{where}: port: {port} is also the port of provider {p.get('name')!r}")
