@@ -11,7 +11,6 @@ Starlette routes) or :func:`error_bytes` (for the raw ASGI fast path)::
     ├── Forbidden                        403      permission_error      (control routes)
     ├── NotFound                         404      not_found_error       (model, provider, route)
     ├── MethodNotAllowed                 405      invalid_request_error (+ Allow)
-    ├── NotWired                         501      not_implemented       (routes not wired yet)
     ├── NoProviderReady                  503      service_unavailable   (+ Retry-After)
     └── ProviderFailed                   502      upstream_error        (every candidate failed)
         ├── ProviderTimeout              504      timeout_error
@@ -82,10 +81,6 @@ class NotFound(GatewayError):
 
 class MethodNotAllowed(GatewayError):
     status_code, type, code = 405, "invalid_request_error", "method_not_allowed"
-
-
-class NotWired(GatewayError):
-    status_code, type, code = 501, "not_implemented", "not_implemented"
 
 
 class NoProviderReady(GatewayError):
