@@ -1,7 +1,8 @@
 """``unigw check``: what would stop providers.yaml's providers from running, found up front.
 
 The config itself was validated when it loaded; this looks at the machine: secrets the
-environment (or .env) does not supply, toolchains, and ports that something else holds.
+environment (or .env) does not supply, toolchains, and ports that something else holds. When
+unigw runs, it also passes on the instance's warnings (a provider exposed on 0.0.0.0).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import socket
 from dataclasses import dataclass, field
 
 from . import instance, toolchains
+from .client import ControlError, InstanceClient, NotRunning
 from .config import Config, ProviderConfig
 from .leftovers import port_holder
 
@@ -20,6 +22,7 @@ class Report:
 
     lines: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def run(config: Config) -> Report:
@@ -39,7 +42,20 @@ def run(config: Config) -> Report:
         ]
     if ours:
         report.lines.append("(unigw is running: its own ports were not checked)")
+        report.warnings += _running_warnings(config)
     return report
+
+
+def _running_warnings(config: Config) -> list[str]:
+    """What the running instance warns of, such as a provider listening on 0.0.0.0."""
+    client = InstanceClient(config)
+    try:
+        rows = client.get("/providers").get("providers", [])
+    except (NotRunning, ControlError) as exc:
+        return [f"could not ask the running instance: {exc}"]
+    finally:
+        client.close()
+    return [f"{r['name']}: {w}" for r in rows for w in r.get("warnings") or []]
 
 
 def _provider_problems(p: ProviderConfig, config: Config, ours: bool) -> list[str]:

@@ -336,6 +336,8 @@ def check(config_path: str) -> None:
     report = checks.run(config)
     for line in report.lines:
         click.echo(line)
+    for warning in report.warnings:
+        click.echo(f"warning: {warning}")
     for problem in report.problems:
         click.echo(f"problem: {problem}")
     if report.problems:

@@ -218,3 +218,40 @@ def test_down_stops_everything_and_frees_the_ports(instance: Instance) -> None:
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
     assert unigw(instance.path, "status").returncode == 3
+
+
+def test_status_and_check_warn_of_a_provider_exposed_on_all_interfaces(tmp_path: Path) -> None:
+    inst = Instance(tmp_path)
+    port = inst.providers[1]["port"]
+    inst.providers[1] = echo("b", port, "--host", "0.0.0.0")
+    inst.write()
+    assert unigw(inst.path, "up", "-d").returncode == 0
+    try:
+        expected = f"b: listens on 0.0.0.0:{port}: exposed to the network"
+        until(lambda: expected in unigw(inst.path, "status").stderr, 30, "the status warning")
+        check = unigw(inst.path, "check")
+        assert f"warning: {expected}" in check.stdout
+        assert "warning: a:" not in check.stdout
+    finally:
+        assert unigw(inst.path, "down").returncode == 0
+
+
+def test_logs_follow_prints_new_lines_as_they_are_written(instance: Instance) -> None:
+    until(lambda: instance.rows()["a"]["state"] == "ready", 30, "a ready")
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "supervisor.cli", "logs", "a", "-f", "-n", "1", "-c", str(instance.path)],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert unigw(instance.path, "restart", "a").returncode == 0
+        pid = instance.rows()["a"]["pid"]
+        assert follow.stdout is not None
+        seen = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            seen.append(follow.stdout.readline())
+            if f"started pid {pid}" in seen[-1]:
+                break
+        assert any(f"started pid {pid}" in line for line in seen), seen
+    finally:
+        follow.terminate()
+        follow.wait(timeout=10)
