@@ -87,21 +87,28 @@ class Instance:
         return f"http://127.0.0.1:{self.gateway_port}{route}"
 
 
-@pytest.fixture
-def instance(tmp_path: Path) -> Iterator[Instance]:
-    inst = Instance(tmp_path)
-    out = unigw(inst.path, "up", "-d")
-    assert out.returncode == 0, out.stderr
-    assert "running in the background" in out.stdout
-    yield inst
-    if unigw(inst.path, "down").returncode != 3:  # still running: a test failed half-way
-        return
-    for p in psutil.process_iter(["environ"]):  # belt and braces: nothing of ours survives
+def cleanup(tmp_path: Path) -> None:
+    """Whatever a test left running under ``tmp_path``: the instance and its providers."""
+    for p in psutil.process_iter(["environ", "cmdline"]):
         try:
-            if (p.info["environ"] or {}).get("UNIGW_STATE_DIR", "").startswith(str(tmp_path)):
+            ours = (p.info["environ"] or {}).get("UNIGW_STATE_DIR", "").startswith(str(tmp_path))
+            if ours or str(tmp_path) in " ".join(p.info["cmdline"] or []):
                 p.kill()
         except psutil.Error:
             pass
+
+
+@pytest.fixture
+def instance(tmp_path: Path) -> Iterator[Instance]:
+    inst = Instance(tmp_path)
+    try:
+        out = unigw(inst.path, "up", "-d")
+        assert out.returncode == 0, out.stderr
+        assert "running in the background" in out.stdout
+        yield inst
+        unigw(inst.path, "down")  # a no-op (exit 3) when the test stopped it already
+    finally:
+        cleanup(tmp_path)  # belt and braces: nothing survives a failed test
 
 
 def test_status_json_is_get_providers_with_every_field(instance: Instance) -> None:
@@ -225,15 +232,16 @@ def test_status_and_check_warn_of_a_provider_exposed_on_all_interfaces(tmp_path:
     port = inst.providers[1]["port"]
     inst.providers[1] = echo("b", port, "--host", "0.0.0.0")
     inst.write()
-    assert unigw(inst.path, "up", "-d").returncode == 0
     try:
+        assert unigw(inst.path, "up", "-d").returncode == 0
         expected = f"b: listens on 0.0.0.0:{port}: exposed to the network"
         until(lambda: expected in unigw(inst.path, "status").stderr, 30, "the status warning")
         check = unigw(inst.path, "check")
         assert f"warning: {expected}" in check.stdout
         assert "warning: a:" not in check.stdout
-    finally:
         assert unigw(inst.path, "down").returncode == 0
+    finally:
+        cleanup(tmp_path)
 
 
 def test_logs_follow_prints_new_lines_as_they_are_written(instance: Instance) -> None:
