@@ -253,13 +253,22 @@ class TreeSample:
 class TreeSampler:
     """Samples a tree; keeps psutil objects between calls so cpu_percent measures an interval."""
 
+    #: Listening sockets are re-read this often once some were found: reading them costs ~3 ms
+    #: a process (psutil parses all of /proc/net/tcp*), which at 14 providers probed each
+    #: second was most of an idle supervisor's CPU. Until the tree listens, every sample looks.
+    LISTENS_EVERY = 10.0
+
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self._procs: dict[int, psutil.Process] = {}
+        self._listens: set[tuple[str, int]] = set()
+        self._listens_at = float("-inf")
 
     def sample(self) -> TreeSample:
         """Blocking (reads /proc): call it through ``asyncio.to_thread``."""
         out = TreeSample()
+        now = time.monotonic()
+        fresh = not self._listens or now - self._listens_at >= self.LISTENS_EVERY
         try:
             leader = psutil.Process(self.pid)
             current = [leader, *leader.children(recursive=True)]
@@ -272,7 +281,12 @@ class TreeSampler:
                     out.cpu_percent += p.cpu_percent(None)
                     out.rss_bytes += p.memory_info().rss
                 out.pids.append(p.pid)
-                for c in p.net_connections(kind="inet"):
-                    if c.status == psutil.CONN_LISTEN and c.laddr:
-                        out.listens.add((c.laddr.ip, c.laddr.port))
+                if fresh:
+                    for c in p.net_connections(kind="inet"):
+                        if c.status == psutil.CONN_LISTEN and c.laddr:
+                            out.listens.add((c.laddr.ip, c.laddr.port))
+        if fresh:
+            self._listens, self._listens_at = set(out.listens), now
+        else:
+            out.listens = set(self._listens)
         return out
