@@ -14,9 +14,10 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Coroutine
+from typing import Any, TypeVar
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -43,8 +44,28 @@ from gateway.upstream import Upstream
 from supervisor.config import Config
 from supervisor.view import ProviderView
 
+T = TypeVar("T")
 log = logging.getLogger("unigw.gateway")
 DISCOVERY_TIMEOUT_S = 5.0
+
+
+def server_config(app: Starlette, config: Config) -> uvicorn.Config:
+    """How uvicorn serves the gateway, the same for ``unigw up`` and ``python -m gateway.serve``:
+    httptools, no access log, and no proxy-header rewriting (it listens for clients directly).
+    """
+    gw = config.gateway
+    return uvicorn.Config(app, host=gw.host, port=gw.port, log_level="warning",
+                          access_log=False, proxy_headers=False, loop="none",
+                          http="httptools", lifespan="on", timeout_graceful_shutdown=3)
+
+
+def run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on uvloop when it is installed (uvicorn[standard] brings it), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def check_bind(config: Config) -> str | None:

@@ -9,13 +9,12 @@ Serves ``create_app(config, StaticView(config))`` under uvicorn (uvloop, httptoo
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 
 import uvicorn
 
-from gateway.app import check_bind, create_app
+from gateway.app import check_bind, create_app, run_loop, server_config
 from gateway.static_view import StaticView
 from supervisor.config import Config, ConfigError, load
 
@@ -24,12 +23,7 @@ async def serve(config: Config) -> None:
     """Probe the providers and serve the gateway until uvicorn is told to exit."""
     view = StaticView(config)
     await view.open()
-    gw = config.gateway
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(config, view), host=gw.host, port=gw.port, log_level="warning",
-        access_log=False, loop="none", http="httptools", lifespan="on",
-        timeout_graceful_shutdown=3,
-    ))
+    server = uvicorn.Server(server_config(create_app(config, view), config))
     try:
         await server.serve()
     finally:
@@ -53,12 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"unigw gateway on http://{config.gateway.host}:{config.gateway.port}/v1",
           file=sys.stderr, flush=True)
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(serve(config))
-    else:
-        uvloop.run(serve(config))
+    run_loop(serve(config))
     return 0
 
 

@@ -104,11 +104,13 @@ def _progress(name: str, line: str) -> None:
 
 
 def _serve(config: Config, only: list[str] | None, watch: bool, verbose: bool) -> None:
+    from gateway.app import run_loop
+
     from .runner import RunError, run
 
     _setup_logging(verbose)
     try:
-        asyncio.run(run(config, only=only, watch=watch, progress=_progress))
+        run_loop(run(config, only=only, watch=watch, progress=_progress))
     except RunError as exc:
         _fail(str(exc))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import uvicorn
 
-from gateway.app import check_bind, create_app
+from gateway.app import check_bind, create_app, server_config
 
 from . import instance
 from .checks import port_free
@@ -71,9 +71,7 @@ async def run(
     sup = Supervisor(config, only=only, progress=progress)
     app = create_app(config, sup)
     gw = config.gateway
-    server = _GatewayServer(
-        uvicorn.Config(app, host=gw.host, port=gw.port, log_level="warning", access_log=False)
-    )
+    server = _GatewayServer(server_config(app, config))
     serving = asyncio.create_task(server.serve(), name="gateway")
     watcher: asyncio.Task[None] | None = None
     try:
