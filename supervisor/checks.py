@@ -7,13 +7,13 @@ unigw runs, it also passes on the instance's warnings (a provider exposed on 0.0
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass, field
 
 from . import instance, toolchains
 from .client import ControlError, InstanceClient, NotRunning
 from .config import Config, ProviderConfig
 from .leftovers import port_holder
+from .process import port_is_free
 
 
 @dataclass
@@ -30,7 +30,7 @@ def run(config: Config) -> Report:
     report = Report()
     label = config.path.name
     ours = instance.running(config.state_dir) is not None  # our own instance holds the ports
-    if not ours and not port_free(config.gateway.host, config.gateway.port):
+    if not ours and not port_is_free(config.gateway.port, config.gateway.host):
         report.problems.append(f"{label}: gateway: port: {port_holder(config.gateway.port)}")
     for p in config.providers:
         if not p.enabled:
@@ -65,18 +65,7 @@ def _provider_problems(p: ProviderConfig, config: Config, ours: bool) -> list[st
         names = ", ".join(p.missing_secrets)
         problems.append(f"missing secret {names} (set it in the environment or in {where})")
     problems += toolchains.check_problems(p, config)
-    if not ours and not port_free("127.0.0.1", p.port):
+    if not ours and not port_is_free(p.port):
         problems.append(f"port: {port_holder(p.port)}")
     return problems
 
-
-def port_free(host: str, port: int) -> bool:
-    """Whether a server could bind ``host:port`` now (SO_REUSEADDR, as servers set it)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True

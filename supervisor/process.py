@@ -220,8 +220,13 @@ async def close_pump(child: Child, timeout: float = 2.0) -> None:
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
-    """True if ``host:port`` can be bound now (a listener on any address makes it busy)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    """True if ``host:port`` can be bound now (a listener on any address makes it busy).
+
+    SO_REUSEADDR is set as servers set it, so a port whose last connections linger in
+    TIME_WAIT counts as free, as it is for the server about to bind it.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))

@@ -19,10 +19,10 @@ import uvicorn
 from gateway.app import check_bind, create_app, server_config
 
 from . import instance
-from .checks import port_free
 from .config import Config, ConfigError, load
 from .leftovers import port_holder
 from .manager import Supervisor
+from .process import port_is_free
 
 log = logging.getLogger("unigw")
 
@@ -51,7 +51,7 @@ def preflight(config: Config) -> None:
             "stop it with `unigw down` first"
         )
     gw = config.gateway
-    if not port_free(gw.host, gw.port):
+    if not port_is_free(gw.port, gw.host):
         raise RunError(f"gateway: {port_holder(gw.port)}; set gateway.port in {config.path.name}")
 
 
