@@ -136,6 +136,14 @@ class ProviderConfig:
     def default_model(self) -> str | None:
         return self.models[0] if self.models else None
 
+    def secret_values(self) -> tuple[str, ...]:
+        """The resolved values that came from the environment, to scrub from any output."""
+        values = [self.env[k] for k in self.secret_env if k in self.env]
+        values += [self.start[i] for i in self.secret_args if i < len(self.start)]
+        if self.key_is_secret and self.key:
+            values.append(self.key)
+        return tuple(sorted({v for v in values if len(v) >= 4}, key=len, reverse=True))
+
     def shown_env(self) -> dict[str, str]:
         """``env`` as it may be displayed: secrets, and anything named like one, as ***."""
         return {

@@ -46,11 +46,14 @@ class ProviderLog:
         self._lines: deque[str] = deque(maxlen=keep_lines)
         self._partial = b""
         self.on_line: Callable[[str], None] | None = None  # sees each output line (progress)
+        self.secrets: tuple[bytes, ...] = ()  # written as *** (some providers print tokens)
 
     def write(self, data: bytes) -> None:
-        """Append a chunk of the provider's output."""
+        """Append a chunk of the provider's output, with every known secret value as ***."""
         if not data:
             return
+        for secret in self.secrets:
+            data = data.replace(secret, b"***")
         self._remember(data)
         self._append(data)
 

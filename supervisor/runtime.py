@@ -101,6 +101,7 @@ class ProviderRuntime:
         s = shared.settings
         self.log = ProviderLog(log_path(shared.state_dir, provider.name), s.log_max_bytes,
                                s.log_backups)
+        self.log.secrets = tuple(v.encode() for v in provider.secret_values())
         self.policy = RestartPolicy.from_settings(s)
         self.state = State.STOPPED
         self.child: Child | None = None
@@ -205,6 +206,7 @@ class ProviderRuntime:
         self.provider = provider
         self.policy = RestartPolicy.from_settings(s)
         self.log.max_bytes, self.log.backups = max(1024, s.log_max_bytes), s.log_backups
+        self.log.secrets = tuple(v.encode() for v in provider.secret_values())
         self.shared.on_change()
 
     async def _stop_locked(self) -> None:

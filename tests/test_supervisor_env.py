@@ -57,3 +57,29 @@ def test_secret_start_argument_and_key_are_used_but_never_logged(
     run(config, body)
     logs = "".join(p.read_text() for p in (config.state_dir / "logs").iterdir())
     assert secret not in logs
+
+
+PRINTS_ITS_TOKEN = """\
+import os
+print("loaded SSO token", os.environ["SSO"], "for the upstream", flush=True)
+from supervisor.echo import main
+main([])
+"""
+
+
+def test_a_provider_printing_its_secret_has_it_scrubbed_from_the_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sso-cookie-0123456789"
+    monkeypatch.setenv("UNIGW_TEST_SSO", secret)
+    (tmp_path / "leaky.py").write_text(PRINTS_ITS_TOKEN)
+    provider = echo("leaky", free_port(), env={"SSO": "${UNIGW_TEST_SSO}"})
+    provider["start"] = ["{python}", "leaky.py"]
+    config = write_config(tmp_path, [provider])
+
+    async def body(sup: Supervisor) -> None:
+        await until_state(sup, "leaky", "ready")  # it did get the real value: it started
+        assert "loaded SSO token *** for the upstream" in (sup.log_tail("leaky", 20) or [])
+
+    run(config, body)
+    assert secret not in (config.state_dir / "logs" / "leaky.log").read_text()
