@@ -251,21 +251,21 @@ class ProviderRuntime:
             self.transition(State.FAILED, f"internal error: {type(exc).__name__}: {exc}")
 
     async def _prepare(self) -> runspec.RunSpec:
-        """Secrets, toolchain, clone and install: what must hold before the first start."""
+        """Secrets, clone, toolchain and install: what must hold before the first start."""
         p, shared = self.provider, self.shared
         if p.missing_secrets:
             raise CannotRun(f"missing secret {', '.join(p.missing_secrets)}", permanent=True)
+        commit = None
+        if p.repo is not None:  # first, so a vanished repository costs no toolchain download
+            ref, clone_dir = p.ref or "HEAD", shared.apis_dir / p.name
+            commit = await repos.ensure_checkout(
+                p.repo, ref, clone_dir, timeout=shared.settings.clone_timeout, emit=self._say
+            )
+            self._say(f"{clone_dir} is at {ref} ({commit[:12]})")
         tc = None
         if not (p.local and p.runtime == "python" and not p.python and not p.toolchain):
             tc = await toolchains.resolve(p, shared.config, self._say)
         spec = runspec.build(p, shared.config, tc, shared.state_dir, shared.apis_dir)
-        commit = None
-        if p.repo is not None and spec.clone_dir is not None:
-            ref = p.ref or "HEAD"
-            commit = await repos.ensure_checkout(
-                p.repo, ref, spec.clone_dir, timeout=shared.settings.clone_timeout, emit=self._say
-            )
-            self._say(f"{spec.clone_dir} is at {ref} ({commit[:12]})")
         if not spec.cwd.is_dir():
             raise CannotRun(f"folder {spec.cwd} does not exist (check the provider's cwd)")
         if not p.local:
