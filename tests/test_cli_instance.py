@@ -263,3 +263,25 @@ def test_logs_follow_prints_new_lines_as_they_are_written(instance: Instance) ->
     finally:
         follow.terminate()
         follow.wait(timeout=10)
+
+
+def test_install_command_clones_and_installs_and_names_what_failed(tmp_path: Path) -> None:
+    from supervisor_helpers import make_echo_repo, repo_provider, write_config
+
+    url, sha = make_echo_repo(tmp_path / "src")
+    config = write_config(tmp_path, [
+        repo_provider("cloned", free_port(), url, sha),
+        repo_provider("gone", free_port(), (tmp_path / "no-such-repo").as_uri(), sha),
+    ])
+    out = unigw(config.path, "install", "cloned")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "cloned: installed"
+    assert "[cloned] install:" in out.stderr  # progress while installing
+    assert (tmp_path / "apis" / "cloned" / ".git").is_dir()
+    again = unigw(config.path, "install", "cloned")
+    assert "install is current (stamp matches); skipping" in again.stderr
+    out = unigw(config.path, "install")
+    assert out.returncode == 1
+    assert "cloned: installed" in out.stdout
+    assert "gone: failed: clone failed:" in out.stdout
+    assert unigw(config.path, "install", "ghost").returncode == 2
