@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gateway import metrics
-from gateway.control import Guard, control_routes, is_loopback
+from gateway.control import Guard, OriginDoor, control_routes, is_loopback
 from gateway.errors import (
     AttemptFailed,
     GatewayError,
@@ -204,7 +204,8 @@ def create_app(config: Config, view: ProviderView) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(TranslatedDoor, gateway=gateway),  # Anthropic and Gemini
+        middleware=[Middleware(OriginDoor, gateway=gateway),  # no other site's pages
+                    Middleware(TranslatedDoor, gateway=gateway),  # Anthropic and Gemini
                     Middleware(FrontDoor, gateway=gateway)],
         exception_handlers={GatewayError: handle_gateway_error,
                             HTTPException: handle_http_exception},

@@ -1,11 +1,12 @@
 """Control routes: provider status and start/stop/restart, logs, and the run-time config.
 
-None of them may be driven by another web site in the user's browser (CSRF). Every control
-route refuses a request whose ``Origin`` is present and is not the gateway's own; the ones that
-change something (POST, PUT) also need ``X-Unigw-Client: <anything>`` (a cross-site form cannot
-send a custom header, and a cross-site ``fetch`` with one needs a CORS preflight this gateway
-never grants: it has no CORS middleware) or ``Authorization: Bearer <gateway.admin_key>``. When
-an admin key is configured, a client that is not on this machine must present it.
+None of them may be driven by another web site in the user's browser (CSRF). Every route
+refuses a request whose ``Origin`` is present and is not the gateway's own (:class:`OriginDoor`);
+the control routes that change something (POST, PUT) also need ``X-Unigw-Client: <anything>``
+(a cross-site form cannot send a custom header, and a cross-site ``fetch`` with one needs a
+CORS preflight this gateway never grants: it has no CORS middleware) or
+``Authorization: Bearer <gateway.admin_key>``. When an admin key is configured, a client that
+is not on this machine must present it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gateway.errors import BadRequest, Forbidden, NotFound
-from gateway.openai_routes import parse_object, read_body
+from gateway.openai_routes import ASGIApp, Receive, Scope, Send, parse_object, read_body, send_error
 from gateway.strategies import STRATEGIES
 
 if TYPE_CHECKING:
@@ -51,13 +52,10 @@ class Guard:
         self.admin = f"Bearer {admin_key}".encode() if admin_key else None
 
     def check(self, request: Request, *, mutating: bool) -> None:
-        headers = request.headers
-        origin = headers.get("origin")
-        if origin is not None and not self._own(origin, headers.get("host", "")):
-            raise Forbidden(f"cross-origin request refused (Origin {origin!r} is not this "
-                            "gateway)", code="cross_origin")
+        """The admin and client-header checks (the Origin was checked by :class:`OriginDoor`)."""
         if not mutating:
             return
+        headers = request.headers
         auth = headers.get("authorization", "").encode()
         admin_ok = self.admin is not None and hmac.compare_digest(auth, self.admin)
         client = request.client.host if request.client else ""
@@ -68,8 +66,37 @@ class Guard:
             raise Forbidden("control routes need the header 'X-Unigw-Client' (any value) or "
                             "'Authorization: Bearer <admin_key>'", code="client_header_missing")
 
-    def _own(self, origin: str, host: str) -> bool:
+    def own(self, origin: str, host: str) -> bool:
+        """Whether ``origin`` is this gateway's (``host``: the request's Host header)."""
         return origin in self.origins or (self.any_host and origin == f"http://{host}")
+
+
+class OriginDoor:
+    """Raw ASGI, outermost: no route answers a request that another web site's page sent.
+
+    Browsers put ``Origin`` on every cross-origin request that is not a plain GET of a
+    resource; other clients (the CLI, SDKs, curl) send none. So a present, foreign ``Origin``
+    is refused on every route: the control routes, and ``/v1/*``, which a page elsewhere
+    could otherwise drive through the user's browser with a form-encoded or text/plain POST.
+    """
+
+    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+        self.app = app
+        self.gateway = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            origin = host = None
+            for name, value in scope["headers"]:
+                if name == b"origin":
+                    origin = value.decode("latin-1")
+                elif name == b"host":
+                    host = value.decode("latin-1")
+            if origin is not None and not self.gateway.guard.own(origin, host or ""):
+                refusal = Forbidden(f"cross-origin request refused (Origin {origin!r} is not "
+                                    "this gateway)", code="cross_origin")
+                return await send_error(send, refusal)
+        await self.app(scope, receive, send)
 
 
 class _Control:

@@ -36,6 +36,20 @@ def test_control_refuses_a_cross_origin_request_even_with_the_header(cluster: Cl
     assert httpx.get(cluster.url + "/providers", headers=own).status_code == 200
 
 
+def test_another_sites_page_cannot_use_the_v1_routes_through_the_browser(
+        cluster: Cluster) -> None:
+    """A text/plain POST needs no preflight, so the Origin is what gives it away."""
+    body = '{"model": "echo-1", "messages": [{"role": "user", "content": "hi"}]}'
+    evil = {"Origin": "https://evil.example", "Content-Type": "text/plain"}
+    r = httpx.post(cluster.url + "/v1/chat/completions", content=body, headers=evil)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "cross_origin"
+    r = httpx.post(cluster.url + "/v1/messages", content=body, headers=evil)
+    assert r.status_code == 403
+    own = {"Origin": f"http://localhost:{cluster.gateway.port}"}  # type: ignore[union-attr]
+    r = httpx.post(cluster.url + "/v1/chat/completions", content=body, headers=own)
+    assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "hi"
+
+
 def test_a_cors_preflight_is_not_granted(cluster: Cluster) -> None:
     r = httpx.options(cluster.url + "/providers/a/stop", headers={
         "Origin": "https://evil.example", "Access-Control-Request-Method": "POST",
