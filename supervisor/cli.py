@@ -35,6 +35,9 @@ def _fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
 
 
 def _load(path: str) -> Config:
+    if not Path(path).exists():
+        _fail(f"{path} not found: run unigw in the folder that has it, pass -c PATH or set "
+              "UNIGW_CONFIG (`unigw demo` needs none)")
     try:
         return load(path)
     except ConfigError as exc:

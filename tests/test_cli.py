@@ -120,3 +120,9 @@ def test_up_with_a_broken_config_names_the_problem_and_starts_nothing(tmp_path: 
     assert out.returncode == 1
     assert "providers.yaml: providers[0] (a): start: must be a list of strings" in out.stderr
     assert "nothing was started" in out.stderr
+
+
+def test_up_without_a_config_file_says_where_to_find_one(tmp_path: Path) -> None:
+    out = unigw("up", cwd=tmp_path)
+    assert out.returncode == 1
+    assert "providers.yaml not found" in out.stderr and "unigw demo" in out.stderr
