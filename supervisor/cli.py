@@ -88,6 +88,8 @@ def cli() -> None:
     web-chat API providers, which it clones, installs, runs, health-checks and restarts.
 
     Try it offline with `unigw demo`; run the real providers with `unigw up`.
+
+    Exit codes: 0 ok, 1 error, 2 usage, 3 nothing running (or cannot connect to it).
     """
 
 
