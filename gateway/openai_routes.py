@@ -183,10 +183,12 @@ async def stream_answer(gateway: Gateway, opened: Opened, receive: Receive, send
     content_type = opened.response.header(b"content-type") or b"text/event-stream"
     head = [(b"content-type", content_type), (b"cache-control", b"no-cache"),
             (PIN_HEADER, opened.backend.name.encode())]
+    events = gateway.proxy.sse(opened)
     try:
-        await pass_through(receive, send, opened.response.status, head, gateway.proxy.sse(opened))
+        await pass_through(receive, send, opened.response.status, head, events)
     finally:
-        opened.finish(Outcome.CANCELLED)  # a no-op if the stream was finished already
+        await events.aclose()  # closes the upstream if the stream was under way
+        opened.finish(Outcome.CANCELLED)  # a no-op if it finished already (or never began)
 
 
 async def pass_through(receive: Receive, send: Send, status: int, head: list[tuple[bytes, bytes]],

@@ -192,10 +192,12 @@ class Proxy:
         content_type = response.header(b"content-type") or b"application/json"
         return Answer(backend, status, content_type, body, model)
 
-    async def events(self, opened: Opened) -> AsyncGenerator[bytes, None]:
+    async def events(self, opened: Opened, *, error_event: bool = False,
+                     ) -> AsyncGenerator[bytes, None]:
         """The stream's bytes as they arrive, each piece ending at an event boundary.
 
-        Raises StreamBroken if the provider fails; always finishes ``opened``.
+        If the provider fails, raises StreamBroken, or with ``error_event`` ends with an SSE
+        ``error`` event instead (and no ``[DONE]``). Always finishes ``opened``.
         """
         outcome, pending = Outcome.CANCELLED, opened.first
         try:
@@ -211,22 +213,19 @@ class Proxy:
             if pending:
                 yield pending
             outcome = Outcome.OK
-        except StreamBroken:
+        except StreamBroken as exc:
             outcome = Outcome.FAIL
-            raise
+            if not error_event:
+                raise
+            err = _broken(opened.backend.name, exc)
+            yield b"event: error\ndata: " + json.dumps(err.body()).encode() + b"\n\n"
         finally:
             opened.finish(outcome)
 
-    async def sse(self, opened: Opened) -> AsyncIterator[bytes]:
+    def sse(self, opened: Opened) -> AsyncGenerator[bytes, None]:
         """The SSE passthrough: the provider's events unchanged, or an ``error`` event at the
         point it broke (no ``[DONE]``), so the client knows the answer is incomplete."""
-        async with aclosing(self.events(opened)) as events:
-            try:
-                async for data in events:
-                    yield data
-            except StreamBroken as exc:
-                err = _broken(opened.backend.name, exc)
-                yield b"event: error\ndata: " + json.dumps(err.body()).encode() + b"\n\n"
+        return self.events(opened, error_event=True)
 
     async def forward_chat(self, request: dict[str, Any], *, pin: str | None = None,
                            stream: bool = False, plan: Plan | None = None,

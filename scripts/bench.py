@@ -8,7 +8,7 @@ as subprocesses on free ports, then measures with ``wrk`` (Debian: ``apt-get ins
 * non-streaming chat calls at 1 and 64 concurrent clients, one echo provider called directly
   and the gateway with each strategy: requests/s, p50 and p99 latency, errors, and the
   gateway's CPU milliseconds per request (its process's CPU time over the run / requests);
-* streams at 16 clients, directly and through the gateway: time to first byte p50 / p99,
+* streams at 16 clients (and at 1), directly and through the gateway: time to first byte p50 / p99,
   measured by a small asyncio client (in its own process) that stops the clock at the first
   body byte;
 * the gateway's peak resident memory.
@@ -254,14 +254,17 @@ def report(rows: list[Row]) -> None:
 
 
 def stream_report(echo_port: int, gateway_port: int, seconds: float) -> None:
-    print(f"\n{'streams, 16 clients':<32} {'TTFB p50 ms':>12} {'TTFB p99 ms':>12} {'streams':>8}")
-    base = None
-    for label, port in (("echo direct", echo_port), ("gateway", gateway_port)):
-        ttfb(port, 16, 0.5)  # warm-up
-        p50, p99, n = ttfb(port, 16, seconds)
-        extra = "" if base is None else f"   (+{p50 - base:.3f} ms p50)"
-        base = p50 if base is None else base
-        print(f"{label:<32} {p50:>12.3f} {p99:>12.3f} {n:>8}{extra}")
+    """Streams' time to first byte at 16 clients (the issue's measure) and at 1 (no queueing)."""
+    for clients in (16, 1):
+        head = f"streams, {clients} client{'s' if clients > 1 else ''}"
+        print(f"\n{head:<32} {'TTFB p50 ms':>12} {'TTFB p99 ms':>12} {'streams':>8}")
+        base = None
+        for label, port in (("echo direct", echo_port), ("gateway", gateway_port)):
+            ttfb(port, clients, 0.5)  # warm-up
+            p50, p99, n = ttfb(port, clients, seconds)
+            extra = "" if base is None else f"   ({p50 - base:+.3f} ms p50)"
+            base = p50 if base is None else base
+            print(f"{label:<32} {p50:>12.3f} {p99:>12.3f} {n:>8}{extra}")
 
 
 def main(argv: list[str] | None = None) -> int:
