@@ -27,6 +27,7 @@ from starlette.routing import BaseRoute, Route
 
 from gateway import metrics
 from gateway.control import Guard, OriginDoor, control_routes, is_loopback
+from gateway.dashboard import dashboard_routes
 from gateway.errors import (
     AttemptFailed,
     GatewayError,
@@ -200,7 +201,7 @@ def create_app(config: Config, view: ProviderView) -> Starlette:
         Route("/metrics", _metrics(gateway), methods=["GET"]),
         *openai_routes(gateway),
         *control_routes(gateway),
-        *_dashboard(),
+        *dashboard_routes(),  # GET / and /ui/…
     ]
     app = Starlette(
         routes=routes,
@@ -233,13 +234,4 @@ def _metrics(gateway: Gateway) -> Any:
     return metrics_route
 
 
-def _dashboard() -> list[BaseRoute]:
-    """``GET /`` and ``/ui``, when the dashboard module is present."""
-    try:
-        from gateway.dashboard import dashboard_routes
-    except ImportError:
-        return []
-    return dashboard_routes()
-
-
-__all__ = ["Gateway", "check_bind", "create_app"]
+__all__ = ["Gateway", "check_bind", "create_app", "run_loop", "server_config"]
