@@ -10,6 +10,7 @@ from typing import Any
 import anthropic
 import httpx2
 import pytest
+from translation_helpers import agen, chat_response, chunk, tool_chunk, usage_chunk
 
 from gateway import anthropic_api
 from gateway.anthropic_api import (
@@ -30,49 +31,6 @@ def body(**overrides: Any) -> dict[str, Any]:
         "messages": [{"role": "user", "content": "hi"}],
     }
     return {**base, **overrides}
-
-
-def chat_response(
-    content: str | None = "Hello", *, finish: str | None = "stop", **message: Any
-) -> dict[str, Any]:
-    return {
-        "id": "chatcmpl-abc",
-        "object": "chat.completion",
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": content, **message},
-                "finish_reason": finish,
-            }
-        ],
-        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
-    }
-
-
-def chunk(delta: dict[str, Any] | None = None, finish: str | None = None) -> dict[str, Any]:
-    choice = {"index": 0, "delta": delta or {}, "finish_reason": finish}
-    return {"id": "chatcmpl-s1", "object": "chat.completion.chunk", "choices": [choice]}
-
-
-def usage_chunk(prompt: int = 5, completion: int = 9) -> dict[str, Any]:
-    usage = {"prompt_tokens": prompt, "completion_tokens": completion}
-    return {"id": "chatcmpl-s1", "object": "chat.completion.chunk", "choices": [], "usage": usage}
-
-
-def tool_chunk(index: int, args: str, *, id: str | None = None, name: str | None = None) -> dict:
-    call: dict[str, Any] = {"index": index, "function": {"arguments": args}}
-    if id:
-        call.update(id=id, type="function")
-    if name:
-        call["function"]["name"] = name
-    return chunk({"tool_calls": [call]})
-
-
-async def agen(items: Iterable[dict], fail: Exception | None = None) -> AsyncIterator[dict]:
-    for item in items:
-        yield item
-    if fail is not None:
-        raise fail
 
 
 def run_stream(chunks: Iterable[dict], fail: Exception | None = None, **kw: Any) -> list[bytes]:
