@@ -14,11 +14,6 @@ const POLL_TIMEOUT_MS = 5000;
 const HIDDEN_POLL_MS = 5000;
 const RATE_WINDOW_S = 10;
 const ERROR_WINDOW_S = 60;
-// Used only when GET /config does not list the strategies the gateway knows.
-const STRATEGIES = [
-  "round_robin", "least_connections", "response_time", "random",
-  "weighted_round_robin", "health_based", "model_specific",
-];
 
 const $ = (testid) => document.querySelector(`[data-testid="${testid}"]`);
 
@@ -182,11 +177,10 @@ async function loadConfig() {
   try {
     const config = await api.getConfig();
     const gw = (config && config.gateway) || {};
-    const names = gw.strategies || config.strategies || STRATEGIES;
-    strategySelect.replaceChildren(...names.map((n) => new Option(n, n)));
+    // The gateway's registry names the strategies; the page copies none of them.
+    strategySelect.replaceChildren(...config.strategies.map((n) => new Option(n, n)));
     if (gw.strategy) setStrategy(gw.strategy);
   } catch (err) {
-    strategySelect.replaceChildren(...STRATEGIES.map((n) => new Option(n, n)));
     toolbarOutcome("error", `cannot read the config: ${err.message}`);
   }
 }

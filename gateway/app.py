@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
@@ -39,7 +38,7 @@ from gateway.openai_routes import FrontDoor, openai_routes
 from gateway.proxy import ChatResult, ChatStream, Proxy
 from gateway.routing import Backend, OutlierPolicy, Router, RoutingSettings
 from gateway.stats import Stats
-from gateway.strategies import make
+from gateway.strategies import STRATEGIES, make
 from gateway.translated_routes import TranslatedDoor
 from gateway.upstream import Upstream
 from supervisor.config import Config
@@ -72,7 +71,7 @@ def run_loop(main: Coroutine[Any, Any, T]) -> T:
 def check_bind(config: Config) -> str | None:
     """Why the gateway must not listen where the config says, or None if it may."""
     gw = config.gateway
-    if is_loopback(gw.host) or gw.api_keys or os.environ.get("UNIGW_API_KEY"):
+    if is_loopback(gw.host) or gw.api_keys:
         return None
     return (f"refusing to listen on {gw.host}:{gw.port} without a gateway key: anyone who can "
             "reach that address could use every provider. Set gateway.api_keys in "
@@ -100,8 +99,7 @@ class Gateway:
     def _apply(self, config: Config) -> None:
         gw = config.gateway
         self.config = config
-        keys = [*gw.api_keys, os.environ.get("UNIGW_API_KEY", "")]
-        self.api_keys = tuple(k.encode() for k in keys if k)
+        self.api_keys = tuple(k.encode() for k in gw.api_keys)
         self.max_body_bytes = gw.max_body_bytes
         self.guard = Guard(gw.host, gw.port, gw.admin_key)
         self.router.configure(RoutingSettings.of(gw))
@@ -126,9 +124,10 @@ class Gateway:
             self.proxy.retries = retries
 
     def runtime_config(self) -> dict[str, Any]:
-        """``config.redacted()`` with the strategy and retries in force now."""
+        """``config.redacted()`` with the strategy and retries in force now, and the strategies."""
         data = self.config.redacted()
         data["gateway"].update(strategy=self.strategy_name, retries=self.proxy.retries)
+        data["strategies"] = list(STRATEGIES)  # what PUT /config accepts (the dashboard's list)
         return data
 
     async def forward_chat(self, request: dict[str, Any], *, pin: str | None = None,

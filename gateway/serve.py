@@ -15,7 +15,7 @@ import sys
 import uvicorn
 
 from gateway.app import check_bind, create_app, run_loop, server_config
-from gateway.static_view import StaticView
+from gateway.external import StaticView
 from supervisor.config import Config, ConfigError, load
 
 

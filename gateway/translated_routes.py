@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs
 
-from gateway import anthropic_api, gemini_api
 from gateway.errors import BadRequest, GatewayError
 from gateway.openai_routes import (
     PIN_HEADER,
@@ -45,7 +44,9 @@ from gateway.openai_routes import (
     read_body,
 )
 from gateway.proxy import ChatResult, ChatStream
-from gateway.translate_common import close_upstream
+from gateway.translate import anthropic as anthropic_api
+from gateway.translate import gemini as gemini_api
+from gateway.translate.common import close_upstream
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -56,7 +57,7 @@ GEMINI_PATH = re.compile(r"/v1(?:beta)?/models/(.+):(generateContent|streamGener
 
 
 class Translation(Protocol):
-    """What :mod:`gateway.anthropic_api` and :mod:`gateway.gemini_api` both offer."""
+    """What :mod:`gateway.translate.anthropic` and :mod:`gateway.translate.gemini` both offer."""
 
     def to_chat_request(self, body: object, *, stream: bool,
                         model: str | None = None) -> dict[str, Any]: ...

@@ -88,7 +88,7 @@ def wait_http(url: str, timeout: float = 20.0) -> None:
 
 def start_echoes(n: int) -> tuple[list[subprocess.Popen[bytes]], list[int]]:
     ports = [free_port() for _ in range(n)]
-    procs = [spawn([sys.executable, "-m", "supervisor.echo", "--port", str(p)]) for p in ports]
+    procs = [spawn([sys.executable, "-m", "supervisor.demo.echo", "--port", str(p)]) for p in ports]
     for port in ports:
         wait_http(f"http://127.0.0.1:{port}/health")
     return procs, ports

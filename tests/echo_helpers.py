@@ -1,4 +1,4 @@
-"""Start the echo provider (``python -m supervisor.echo``) as a real subprocess, for any test.
+"""Start the echo provider (``python -m supervisor.demo.echo``) as a real subprocess, for any test.
 
     echo = start_echo("--latency", "0.1")
     try:
@@ -121,7 +121,7 @@ def start_echo(
     """
     port = free_port() if port is None else port
     port_args = ["--port", str(port)] if port_flag else []
-    argv = [sys.executable, "-m", "supervisor.echo", *port_args, *args]
+    argv = [sys.executable, "-m", "supervisor.demo.echo", *port_args, *args]
     fd, name = tempfile.mkstemp(prefix="echo-", suffix=".stderr")
     os.close(fd)
     with open(name, "ab") as stderr:

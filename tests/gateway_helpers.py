@@ -32,7 +32,7 @@ def write_config(path: Path, providers: Sequence[dict[str, Any]], **gateway: Any
     """A providers.yaml for ``providers`` (name, port, models, weight...) at ``path``."""
     gw = {"port": free_port(), **gateway}
     sup = {"probe_interval": 0.3, "probe_timeout": 1.0}
-    items = [{"runtime": "python", "start": ["{python}", "-m", "supervisor.echo"],
+    items = [{"runtime": "python", "start": ["{python}", "-m", "supervisor.demo.echo"],
               "health": "/health", "models": ["echo-1", "echo-2"], **p} for p in providers]
     path.write_text(yaml.safe_dump({"gateway": gw, "supervisor": sup, "providers": items}))
     return path

@@ -2,7 +2,7 @@
 
 Every test writes its own providers.yaml into ``tmp_path`` (state in ``tmp_path/.unigw``),
 with timings small enough for the whole suite to run in a few minutes, and runs a real
-:class:`~supervisor.manager.Supervisor` on real processes, sockets and git repositories.
+:class:`~supervisor.lifecycle.manager.Supervisor` on real processes, sockets and git repositories.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ import yaml
 from echo_helpers import REPO_ROOT, free_port
 
 from supervisor.config import Config, load
-from supervisor.leftovers import MARK_STATE
-from supervisor.manager import Supervisor
+from supervisor.lifecycle.manager import Supervisor
+from supervisor.proc.leftovers import MARK_STATE
 
 __all__ = ["free_port", "REPO_ROOT"]
 
@@ -50,7 +50,7 @@ FAST: dict[str, Any] = {
 
 def echo(name: str, port: int, *args: str, **fields: Any) -> dict[str, Any]:
     """A local provider running unigw's echo server on unigw's own Python."""
-    start = ["{python}", "-m", "supervisor.echo", "--port", "{port}", *args]
+    start = ["{python}", "-m", "supervisor.demo.echo", "--port", "{port}", *args]
     return {"name": name, "port": port, "runtime": "python", "start": start,
             "health": "/health", **fields}
 
@@ -146,7 +146,7 @@ def git(cwd: Path, *args: str) -> str:
 SERVER_PY = """\
 import tinydep  # installed into the provider's venv from requirements.txt
 print("server.py: tinydep says", tinydep.VALUE, flush=True)
-from supervisor.echo import main
+from supervisor.demo.echo import main
 main()
 """
 

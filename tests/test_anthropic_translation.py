@@ -12,8 +12,8 @@ import httpx2
 import pytest
 from translation_helpers import agen, chat_response, chunk, tool_chunk, usage_chunk
 
-from gateway import anthropic_api
-from gateway.anthropic_api import (
+from gateway.translate import anthropic as anthropic_api
+from gateway.translate.anthropic import (
     error_body,
     error_event,
     from_chat_response,

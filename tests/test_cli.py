@@ -77,7 +77,7 @@ def _echo_config(tmp_path: Path, port: int, extra: str = "") -> Path:
         f"gateway: {{port: {_free_port()}}}\n"
         "providers:\n"
         f"  - name: echo\n    port: {port}\n    runtime: python\n"
-        "    start: ['{python}', -m, supervisor.echo]\n" + extra
+        "    start: ['{python}', -m, supervisor.demo.echo]\n" + extra
     )
     return path
 

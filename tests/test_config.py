@@ -204,10 +204,10 @@ def test_routes_must_name_known_providers(tmp_path: Path) -> None:
 
 
 def test_demo_config_describes_fourteen_echo_providers_with_the_real_names() -> None:
-    demo = loads((ROOT / "supervisor" / "demo.yaml").read_text(), Path.cwd() / "demo.yaml")
+    demo = loads((ROOT / "supervisor" / "demo" / "demo.yaml").read_text(), Path.cwd() / "demo.yaml")
     real = load(ROOT / "providers.yaml", environ={})
     assert [(p.name, p.port) for p in demo.providers] == [(p.name, p.port) for p in real.providers]
-    assert all(p.local and "supervisor.echo" in p.start for p in demo.providers)
+    assert all(p.local and "supervisor.demo.echo" in p.start for p in demo.providers)
     assert [p.models for p in demo.providers] == [p.models for p in real.providers]
 
 

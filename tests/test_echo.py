@@ -388,6 +388,6 @@ def test_startup_delay_postpones_the_port(spawn: Callable[..., EchoProc]) -> Non
 
 
 def test_bad_knob_value_is_a_usage_error() -> None:
-    done = subprocess.run([sys.executable, "-m", "supervisor.echo", "--latency", "-1"],
+    done = subprocess.run([sys.executable, "-m", "supervisor.demo.echo", "--latency", "-1"],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=20)
     assert done.returncode == 2 and "--latency" in done.stderr

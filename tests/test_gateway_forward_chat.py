@@ -14,8 +14,8 @@ from gateway_helpers import write_config
 
 from gateway.app import Gateway, create_app
 from gateway.errors import NotFound, ProviderFailed
+from gateway.external import StaticView
 from gateway.proxy import ChatResult, ChatStream
-from gateway.static_view import StaticView
 from supervisor.config import load
 
 MESSAGES = [{"role": "user", "content": "one two three four"}]

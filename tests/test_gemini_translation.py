@@ -13,8 +13,8 @@ from google import genai
 from google.genai import errors, types
 from translation_helpers import agen, chat_response, chunk, tool_chunk, usage_chunk
 
-from gateway import gemini_api
-from gateway.gemini_api import (
+from gateway.translate import gemini as gemini_api
+from gateway.translate.gemini import (
     error_body,
     error_event,
     from_chat_response,

@@ -10,14 +10,14 @@ import pytest
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
-from gateway.static_view import StaticView
+from gateway.external import StaticView
 from gateway.strategies import STRATEGIES
 from supervisor.config import loads
 
 CONFIG = """
 gateway: {port: 7990}
 providers:
-  - {name: only, port: 7991, runtime: python, start: ['{python}', -m, supervisor.echo],
+  - {name: only, port: 7991, runtime: python, start: ['{python}', -m, supervisor.demo.echo],
      models: [m1], enabled: false}
 """
 CONTROL = {"X-Unigw-Client": "test"}

@@ -10,6 +10,7 @@ import pytest
 
 from gateway.stats import Outcome, ProviderStats, Stats
 from gateway.strategies import STRATEGIES, PickContext, make
+from supervisor.config.checks import STRATEGY_NAMES
 
 
 @dataclass(eq=False)
@@ -45,6 +46,10 @@ def test_registry_names_the_seven_strategies() -> None:
                                "weighted_round_robin", "health_based", "model_specific"}
     for name, cls in STRATEGIES.items():
         assert cls.name == name
+
+
+def test_registry_names_equal_the_names_the_config_accepts() -> None:
+    assert tuple(STRATEGIES) == STRATEGY_NAMES
 
 
 def test_round_robin_rotates_strictly_in_config_order() -> None:

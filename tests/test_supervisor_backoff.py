@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from supervisor.backoff import RestartPolicy
 from supervisor.config import SupervisorConfig
+from supervisor.lifecycle.backoff import RestartPolicy
 
 
 class FakeClock:

@@ -15,13 +15,13 @@ from supervisor_helpers import (  # noqa: F401 (the fixture is used by name)
     write_config,
 )
 
-from supervisor.manager import Supervisor
+from supervisor.lifecycle.manager import Supervisor
 
 SHOW_ENV = """\
 import os
 print("env:", os.environ["PORT"], os.environ["SERVER_PORT"], os.environ["LISTEN_PORT"],
       os.environ["GREETING"], os.environ["UNIGW_PROVIDER"], flush=True)
-from supervisor.echo import main
+from supervisor.demo.echo import main
 main([])  # no --port: the echo server takes PORT from the environment
 """
 
@@ -62,7 +62,7 @@ def test_secret_start_argument_and_key_are_used_but_never_logged(
 PRINTS_ITS_TOKEN = """\
 import os
 print("loaded SSO token", os.environ["SSO"], "for the upstream", flush=True)
-from supervisor.echo import main
+from supervisor.demo.echo import main
 main([])
 """
 

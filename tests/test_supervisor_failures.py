@@ -21,8 +21,8 @@ from supervisor_helpers import (  # noqa: F401 (the fixture is used by name)
     write_config,
 )
 
-from supervisor import toolchains
-from supervisor.manager import Supervisor
+from supervisor.install import toolchains
+from supervisor.lifecycle.manager import Supervisor
 
 FLOOD = """\
 import sys, threading
@@ -31,7 +31,7 @@ def flood():
     while True:
         sys.stdout.write(line)
 threading.Thread(target=flood, daemon=True).start()
-from supervisor.echo import main
+from supervisor.demo.echo import main
 main()
 """
 
@@ -98,7 +98,7 @@ def test_missing_toolchain_fails_with_the_reason_and_others_run(
 def test_listening_elsewhere_or_on_all_interfaces_is_reported(tmp_path: Path) -> None:
     assigned, actual, exposed = free_port(), free_port(), free_port()
     wrong = echo("wrong", assigned)
-    wrong["start"] = ["{python}", "-m", "supervisor.echo", "--port", str(actual)]
+    wrong["start"] = ["{python}", "-m", "supervisor.demo.echo", "--port", str(actual)]
     config = write_config(tmp_path, [wrong, echo("open", exposed, "--host", "0.0.0.0")],
                           startup_grace=30)
 

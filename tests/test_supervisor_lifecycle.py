@@ -1,6 +1,6 @@
 """A provider's life under the supervisor: ready, crash, backoff, failed, liveness, grace.
 
-Real echo providers (``python -m supervisor.echo``) on free ports, with small timings.
+Real echo providers (``python -m supervisor.demo.echo``) on free ports, with small timings.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from supervisor_helpers import (  # noqa: F401 (the fixture is used by name)
     write_config,
 )
 
-from supervisor.manager import Supervisor
+from supervisor.lifecycle.manager import Supervisor
 
 FLAKY = """\
 import os, sys
 if os.path.exists("broken"):
     print("flaky: the file 'broken' exists, giving up", flush=True)
     sys.exit(2)
-from supervisor.echo import main
+from supervisor.demo.echo import main
 main()
 """
 

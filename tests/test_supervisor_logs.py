@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from supervisor.logs import ProviderLog, follow, log_path, tail
+from supervisor.proc.logs import ProviderLog, follow, log_path, tail
 
 
 def test_log_rotates_by_size_and_keeps_only_the_backups(tmp_path: Path) -> None:

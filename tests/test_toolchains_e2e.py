@@ -22,10 +22,10 @@ import pytest
 from echo_helpers import free_port
 from toolchain_helpers import BASICS, make_config, shared_state, tools_only_path
 
-from supervisor import toolchains
 from supervisor.config import Config
-from supervisor.logs import log_path
-from supervisor.manager import Supervisor
+from supervisor.install import toolchains
+from supervisor.lifecycle.manager import Supervisor
+from supervisor.proc.logs import log_path
 
 SETTLE = 150.0  # a cold Go build of net/http takes about 30 s
 

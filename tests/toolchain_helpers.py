@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from supervisor import config as cfg
-from supervisor import toolchains
+from supervisor.install import toolchains
 
 SHARED = "unigw-shared-toolchains"
 BASICS = ("node", "npm", "git", "sh")  # what a machine with Python and Node has (npm needs sh)

@@ -10,6 +10,10 @@ from typing import Any
 RUNTIMES = ("python", "node", "go", "deno")
 UNKNOWN_MODEL_POLICIES = ("default", "reject")
 READY_WHEN = ("2xx", "any")
+# The gateway's strategy registry (gateway/strategies.py) has exactly these names, in this order;
+# tests/test_strategies.py pins the two equal, so the config never needs to import the gateway.
+STRATEGY_NAMES = ("round_robin", "least_connections", "response_time", "random",
+                  "weighted_round_robin", "health_based", "model_specific")
 PLACEHOLDERS = ("port", "python", "venv", "bin", "dir")
 
 
@@ -50,12 +54,10 @@ def check_gateway(
     gw: dict[str, Any], providers: list[dict[str, Any]], where: str, problems: list[str]
 ) -> None:
     """Add the problems of the gateway section and of its references to providers."""
-    from gateway.strategies import STRATEGIES  # the registry owns the names
-
     strategy, port = gw.get("strategy", "round_robin"), gw.get("port", 7999)
-    if strategy not in STRATEGIES:
+    if strategy not in STRATEGY_NAMES:
         problems.append(
-            f"{where}: strategy: unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})"
+            f"{where}: strategy: unknown strategy {strategy!r} (known: {', '.join(STRATEGY_NAMES)})"
         )
     if not 1 <= port <= 65535:
         problems.append(f"{where}: port: must be an integer in 1-65535, got {port}")

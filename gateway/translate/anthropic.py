@@ -1,7 +1,7 @@
 """Anthropic Messages API ⇄ OpenAI chat completions, as pure functions.
 
 * `to_chat_request(body, *, stream, model)`: a Messages body → a chat-completions request
-  (see `gateway.anthropic_request`); malformed input raises `ValueError` naming the field.
+  (see `gateway.translate.anthropic_request`); malformed input raises `ValueError` naming the field.
 * `from_chat_response(resp, *, model)`: a chat.completion → a Messages `message`.
 * `stream_from_chat(chunks, *, model)`: chat.completion.chunk dicts → Anthropic SSE bytes
   (`message_start`, `ping`, `content_block_start/delta/stop`, `message_delta`, `message_stop`).
@@ -22,8 +22,8 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from gateway.anthropic_request import to_chat_request
-from gateway.translate_common import (
+from gateway.translate.anthropic_request import to_chat_request
+from gateway.translate.common import (
     ANTHROPIC_STOP_REASONS,
     Delta,
     StreamSummary,

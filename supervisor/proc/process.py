@@ -3,8 +3,8 @@
 A provider is started with an argv list (never a shell) as the leader of a new session and
 process group (``start_new_session=True``), so one signal to the group reaches everything it
 started, and a Ctrl-C in unigw's terminal does not reach it directly. Its stdout and stderr share
-one pipe, read by an asyncio task into the provider's :class:`~supervisor.logs.ProviderLog`; the
-event loop never waits on a child.
+one pipe, read by an asyncio task into the provider's
+:class:`~supervisor.proc.logs.ProviderLog`; the event loop never waits on a child.
 
 :func:`stop_tree` is the one way a process tree ends. It also finds what escaped the group:
 the leader's descendants (``psutil`` ``children(recursive=True)``) and any process left in its
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import psutil
 
-from supervisor.logs import ProviderLog
+from supervisor.proc.logs import ProviderLog
 
 READ_CHUNK = 65536
 _POLL = 0.05

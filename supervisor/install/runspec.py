@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from supervisor.config import Config, ProviderConfig
-from supervisor.leftovers import marker_env
-from supervisor.toolchains import Toolchain
+from supervisor.install.toolchains import Toolchain
+from supervisor.proc.leftovers import marker_env
 
 TOOLS = ("go", "deno", "node", "npm", "npx")
 _PLACEHOLDER = re.compile(r"(?<!\$)\{(port|python|venv|bin|dir)\}")

@@ -1,4 +1,5 @@
-"""``unigw up`` and ``unigw demo``: the supervisor and the gateway on one asyncio loop.
+"""The composition root: ``unigw up`` and ``unigw demo``, the supervisor and the gateway on one
+asyncio loop. The only module of ``supervisor`` that imports ``gateway``.
 
 Order of things: refuse to start when another instance runs or the gateway's port is taken;
 serve the gateway; launch the providers; watch providers.yaml; wait for SIGINT/SIGTERM (the
@@ -16,13 +17,12 @@ from pathlib import Path
 
 import uvicorn
 
-from gateway.app import check_bind, create_app, server_config
-
-from . import instance
-from .config import Config, ConfigError, load
-from .leftovers import port_holder
-from .manager import Supervisor
-from .process import port_is_free
+from gateway.app import check_bind, create_app, run_loop, server_config
+from supervisor.cli import instance
+from supervisor.config import Config, ConfigError, load
+from supervisor.lifecycle.manager import Supervisor
+from supervisor.proc.leftovers import port_holder
+from supervisor.proc.process import port_is_free
 
 log = logging.getLogger("unigw")
 
@@ -122,3 +122,6 @@ async def _watch(path: Path, sup: Supervisor, app: object) -> None:
 def _describe(changes: dict[str, list[str]]) -> str:
     parts = [f"{k} {', '.join(v)}" for k, v in changes.items() if v]
     return "; ".join(parts) or "no provider changed"
+
+
+__all__ = ["RunError", "preflight", "run", "run_loop"]

@@ -11,7 +11,8 @@ whole toolchain. Concurrent installs of one toolchain in one event loop share th
 lock; two unigw processes racing both install, and the second rename loses harmlessly.
 
 Version specs (``1.25.5``, ``1.25``, ``>=1.23``, ``>=1,<3``) are matched by :func:`matches`.
-The one error is :class:`BootstrapError`; :mod:`supervisor.toolchains` turns it into its own.
+The one error is :class:`BootstrapError`; :mod:`supervisor.install.toolchains` turns it into
+its own.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The echo provider: a real OpenAI-compatible HTTP server that answers with what it was told.
 
-Run as ``python -m supervisor.echo --port 8001``. ``unigw demo`` runs it in place of the real
+Run as ``python -m supervisor.demo.echo --port 8001``. ``unigw demo`` runs it in place of the real
 providers, the tests use it as a stand-in for one, and benchmarks measure the gateway against it,
 so it is a raw ASGI app on uvicorn (uvloop + httptools) with no per-request logging.
 
@@ -9,11 +9,12 @@ Routes::
     POST /v1/chat/completions   POST /v1/completions   GET /v1/models
     GET  /health                GET  /                 GET /_echo/stats   POST /_echo/config
 
-What it answers is described in :mod:`supervisor.echo_replies`. Every knob is a flag and an
-environment variable ``UNIGW_ECHO_<NAME>`` (the flag wins); ``python -m supervisor.echo --help``
-lists them. ``latency``, ``chunk_delay``, ``error_rate``, ``status``, ``retry_after`` and
-``hang`` can also be changed at run time with ``POST /_echo/config``. ``/_echo/*`` never needs
-the API key and never hangs, so a test can always look inside and release a hang.
+What it answers is described in :mod:`supervisor.demo.replies`. Every knob is a flag and an
+environment variable ``UNIGW_ECHO_<NAME>`` (the flag wins);
+``python -m supervisor.demo.echo --help`` lists them. ``latency``, ``chunk_delay``,
+``error_rate``, ``status``, ``retry_after`` and ``hang`` can also be changed at run time with
+``POST /_echo/config``. ``/_echo/*`` never needs the API key and never hangs, so a test can
+always look inside and release a hang.
 """
 
 from __future__ import annotations
@@ -33,8 +34,8 @@ from typing import Any
 
 import uvicorn
 
-from supervisor.echo_config import EchoConfig, Knobs, Stats, parse_config
-from supervisor.echo_replies import (
+from supervisor.demo.knobs import EchoConfig, Knobs, Stats, parse_config
+from supervisor.demo.replies import (
     EchoError,
     Headers,
     chat_completion,

@@ -23,7 +23,7 @@ import json
 import re
 from typing import Any
 
-from gateway.translate_common import (
+from gateway.translate.common import (
     collapse_parts,
     data_url_part,
     expect,

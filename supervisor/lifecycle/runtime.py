@@ -25,12 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from supervisor import install, leftovers, repos, runspec, toolchains
-from supervisor.backoff import RestartPolicy
 from supervisor.config import Config, ProviderConfig, SupervisorConfig
-from supervisor.logs import ProviderLog, log_path
-from supervisor.probe import Prober, ProbeResult
-from supervisor.process import (
+from supervisor.install import repos, runspec, toolchains
+from supervisor.install import steps as install
+from supervisor.lifecycle.backoff import RestartPolicy
+from supervisor.lifecycle.probe import Prober, ProbeResult
+from supervisor.lifecycle.watch import Watch, port_warnings
+from supervisor.proc import leftovers
+from supervisor.proc.logs import ProviderLog, log_path
+from supervisor.proc.process import (
     Child,
     SpawnError,
     TreeSample,
@@ -41,7 +44,6 @@ from supervisor.process import (
     wait_port_free,
 )
 from supervisor.view import ProviderInfo, State
-from supervisor.watch import Watch, port_warnings
 
 log = logging.getLogger("unigw.supervisor")
 

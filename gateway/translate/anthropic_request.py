@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway.translate_common import (
+from gateway.translate.common import (
     collapse_parts,
     data_url_part,
     expect,

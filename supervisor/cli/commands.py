@@ -15,18 +15,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 import httpx
 
-from . import instance, output
-from .client import ControlError, InstanceClient, NotRunning
-from .config import Config, ConfigError, load, loads
+from supervisor.cli import instance, output
+from supervisor.cli.client import ControlError, InstanceClient, NotRunning
+from supervisor.config import Config, ConfigError, load, loads
 
 EXIT_ERROR, EXIT_NOT_RUNNING = 1, 3
-DEMO_FILE = Path(__file__).with_name("demo.yaml")
+DEMO_FILE = resources.files("supervisor.demo") / "demo.yaml"
 
 
 def _fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
@@ -109,9 +110,7 @@ def _progress(name: str, line: str) -> None:
 
 
 def _serve(config: Config, only: list[str] | None, watch: bool, verbose: bool) -> None:
-    from gateway.app import run_loop
-
-    from .runner import RunError, run
+    from supervisor.run import RunError, run, run_loop
 
     _setup_logging(verbose)
     try:
@@ -291,7 +290,7 @@ def restart(config_path: str, name: str) -> None:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 def logs(config_path: str, name: str, lines: int, follow: bool) -> None:
     """A provider's captured output (clone, install and run), from .unigw/logs/NAME.log."""
-    from . import logs as logfiles
+    from supervisor.proc import logs as logfiles
 
     config = _control_config(config_path)
     if config.provider(name) is None:
@@ -314,7 +313,7 @@ def logs(config_path: str, name: str, lines: int, follow: bool) -> None:
 @click.argument("names", nargs=-1)
 def install(config_path: str, names: tuple[str, ...]) -> None:
     """Clone and install providers (all enabled ones, or the NAMEs given) without starting them."""
-    from .manager import Supervisor
+    from supervisor.lifecycle.manager import Supervisor
 
     config = _load(config_path)
     unknown = [n for n in names if config.provider(n) is None]
@@ -333,7 +332,7 @@ def install(config_path: str, names: tuple[str, ...]) -> None:
 @config_option
 def check(config_path: str) -> None:
     """Validate providers.yaml, toolchains, free ports and secrets; exit 1 on any problem."""
-    from . import checks
+    from supervisor.cli import checks
 
     try:
         config = load(config_path)
@@ -357,16 +356,14 @@ def check(config_path: str) -> None:
 @click.argument("name", required=False)
 def strategy(config_path: str, name: str | None) -> None:
     """Show the load-balancing strategy, or switch the running gateway to NAME."""
-    from gateway.strategies import STRATEGIES
-
-    if name is not None and name not in STRATEGIES:
-        _fail(f"unknown strategy {name!r} (known: {', '.join(STRATEGIES)})", 2)
-    if name is None:
-        current = _call(config_path, lambda c: c.get("/config"))["gateway"]["strategy"]
-    else:
-        body = {"strategy": name}
-        current = _call(config_path, lambda c: c.put("/config", json=body))["gateway"]["strategy"]
-    for s in STRATEGIES:
+    shown = _call(config_path, lambda c: c.get("/config"))
+    known = shown["strategies"]  # the gateway's registry; this command copies no names
+    if name is not None:
+        if name not in known:
+            _fail(f"unknown strategy {name!r} (known: {', '.join(known)})", 2)
+        shown = _call(config_path, lambda c: c.put("/config", json={"strategy": name}))
+    current = shown["gateway"]["strategy"]
+    for s in known:
         click.echo(f"{'*' if s == current else ' '} {s}")
 
 

@@ -2,7 +2,7 @@
 
 ``Supervisor(config)`` touches nothing; :meth:`Supervisor.up` kills what an earlier, crashed
 run left behind and launches one lifecycle task per enabled provider
-(:class:`~supervisor.runtime.ProviderRuntime`: clone → install → spawn → probe → restart).
+(:class:`~supervisor.lifecycle.runtime.ProviderRuntime`: clone → install → spawn → probe → restart).
 :meth:`Supervisor.down` stops every provider's whole process tree and waits for the ports.
 :meth:`Supervisor.reload` applies an edited providers.yaml: added providers start, removed ones
 stop, changed ones restart and the others are not touched.
@@ -22,10 +22,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from supervisor import leftovers
 from supervisor.config import Config
-from supervisor.logs import log_path, tail
-from supervisor.runtime import SETTLED, ProviderRuntime, Shared
+from supervisor.lifecycle.runtime import SETTLED, ProviderRuntime, Shared
+from supervisor.proc import leftovers
+from supervisor.proc.logs import log_path, tail
 from supervisor.view import ProviderInfo, State
 
 log = logging.getLogger("unigw.supervisor")

@@ -6,8 +6,8 @@ from typing import Any
 
 import httpx
 
-from .config import Config
-from .instance import running
+from supervisor.cli.instance import running
+from supervisor.config import Config
 
 #: A header a cross-site form cannot send; the gateway requires it on control routes.
 CLIENT_HEADER = {"X-Unigw-Client": "cli"}

@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable
 
 from supervisor.config import ProviderConfig, SupervisorConfig
-from supervisor.probe import Prober, ProbeResult
-from supervisor.process import Child, TreeSample, TreeSampler, wait_exit
+from supervisor.lifecycle.probe import Prober, ProbeResult
+from supervisor.proc.process import Child, TreeSample, TreeSampler, wait_exit
 from supervisor.view import State
 
 Observer = Callable[[ProbeResult, "State | None", TreeSample], None]

@@ -23,9 +23,9 @@ from typing import Any
 
 import yaml
 
-from .config_checks import check_gateway, check_provider
-from .schema import fields_of, kind, unknown_fields
-from .secrets import expand, expand_tracked, read_dotenv
+from supervisor.config.checks import check_gateway, check_provider
+from supervisor.config.schema import fields_of, kind, unknown_fields
+from supervisor.config.secrets import expand, expand_tracked, read_dotenv
 
 REDACTED = "***"
 _DERIVED = {"derived": True}  # computed at load, never written in the file
@@ -280,6 +280,9 @@ def _resolve_gateway_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> dic
     if isinstance(keys, list):
         resolved = [expand(k, env)[0] if isinstance(k, str) else k for k in keys]
         out["api_keys"] = [k for k in resolved if k != ""]
+    env_key = env.get("UNIGW_API_KEY", "")  # a caller key without editing the file
+    if env_key and (keys is None or isinstance(keys, list)):
+        out["api_keys"] = [*out.get("api_keys", []), env_key]
     if isinstance(raw.get("admin_key"), str):
         out["admin_key"] = expand(raw["admin_key"], env)[0]
     return out

@@ -27,7 +27,7 @@ from typing import Any
 
 import psutil
 
-from supervisor.process import gone, snapshot
+from supervisor.proc.process import gone, snapshot
 
 log = logging.getLogger("unigw.supervisor")
 

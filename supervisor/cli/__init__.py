@@ -1,0 +1,13 @@
+"""The ``unigw`` command line (the only package that knows click).
+
+    commands.py  the click commands: parse flags, build the config, call one function, map
+                 errors to exit codes
+    output.py    status tables and other human-readable output
+    client.py    the HTTP client of a running instance's control routes
+    instance.py  the record of the running instance (pid, URL) in the state folder
+    checks.py    ``unigw check``: toolchains, ports, secrets
+"""
+
+from supervisor.cli.commands import cli, main
+
+__all__ = ["cli", "main"]

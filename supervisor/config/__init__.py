@@ -1,0 +1,24 @@
+"""providers.yaml, parsed and validated once into frozen dataclasses.
+
+    model.py    the dataclasses (Config, GatewayConfig, SupervisorConfig, ProviderConfig) and
+                load/loads, which report every problem at once (file, provider, field)
+    schema.py   the fields each section takes and their types
+    checks.py   cross-field checks (ports, references between sections)
+    secrets.py  ``${NAME}`` references, read from the environment and ``.env``
+
+Everything outside this package imports from ``supervisor.config`` itself.
+"""
+
+from supervisor.config.model import (
+    REDACTED,
+    Config,
+    ConfigError,
+    GatewayConfig,
+    ProviderConfig,
+    SupervisorConfig,
+    load,
+    loads,
+)
+
+__all__ = ["REDACTED", "Config", "ConfigError", "GatewayConfig", "ProviderConfig",
+           "SupervisorConfig", "load", "loads"]

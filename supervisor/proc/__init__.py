@@ -1,0 +1,6 @@
+"""Child processes as the operating system sees them, below the lifecycle and the installers.
+
+    process.py    spawn a child in its own session, sample its tree, stop the whole tree
+    logs.py       a child's captured output: rotated files, a tail in memory, secrets scrubbed
+    leftovers.py  children of an instance that died, found by marker and killed
+"""
