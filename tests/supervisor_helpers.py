@@ -40,6 +40,7 @@ FAST: dict[str, Any] = {
     "backoff_reset_after": 30,
     "crash_loop_max": 4,
     "crash_loop_window": 60,
+    "crash_loop_max_delay": 1.5,
     "failed_cooldown": 600,
     "stop_grace": 1,
     "clone_timeout": 60,

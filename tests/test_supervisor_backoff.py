@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from supervisor.config import SupervisorConfig
-from supervisor.lifecycle.backoff import RestartPolicy
+from supervisor.lifecycle.backoff import Restart, RestartPolicy
 
 
 class FakeClock:
@@ -28,7 +28,7 @@ def test_restart_delay_doubles_until_cap() -> None:
     p = policy(clock)
     delays = []
     for _ in range(6):
-        delays.append(p.on_exit())
+        delays.append(p.on_exit().delay)
         clock.now += 1
     assert delays == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
 
@@ -36,62 +36,82 @@ def test_restart_delay_doubles_until_cap() -> None:
 def test_jitter_shortens_the_delay_but_never_exceeds_the_cap() -> None:
     clock = FakeClock()
     low = policy(clock, jitter=0.25, rand=1.0)
-    assert low.on_exit() == 0.75
+    assert low.on_exit().delay == 0.75
     high = policy(clock, jitter=0.25, rand=0.0, initial=8.0)
-    assert high.on_exit() == 8.0
+    assert high.on_exit().delay == 8.0
     for _ in range(10):
-        delay = high.on_exit()
+        delay = high.on_exit().delay
         assert delay is not None and 6.0 <= delay <= 8.0
 
 
 def test_delay_starts_over_after_staying_ready_for_reset_after() -> None:
     clock = FakeClock()
     p = policy(clock, reset_after=60.0)
-    assert [p.on_exit(), p.on_exit(), p.on_exit()] == [1.0, 2.0, 4.0]
+    assert [p.on_exit().delay, p.on_exit().delay, p.on_exit().delay] == [1.0, 2.0, 4.0]
     p.on_ready()
     clock.now += 61
-    assert p.on_exit() == 1.0
+    assert p.on_exit().delay == 1.0
 
 
 def test_short_ready_period_keeps_the_backoff_growing() -> None:
     clock = FakeClock()
     p = policy(clock, reset_after=60.0)
-    assert [p.on_exit(), p.on_exit()] == [1.0, 2.0]
+    assert [p.on_exit().delay, p.on_exit().delay] == [1.0, 2.0]
     p.on_ready()
     clock.now += 30
     p.on_not_ready()  # unhealthy for a while: the ready period ended at 30 s
     p.on_ready()
     clock.now += 30
-    assert p.on_exit() == 4.0
+    assert p.on_exit().delay == 4.0
 
 
 def test_crash_loop_detected_when_max_exits_fall_within_window() -> None:
     clock = FakeClock()
     p = policy(clock, crash_loop_max=3, crash_loop_window=10.0)
-    assert p.on_exit() is not None
+    assert not p.on_exit().crash_loop
     clock.now += 4
-    assert p.on_exit() is not None
+    assert not p.on_exit().crash_loop
     clock.now += 4
-    assert p.on_exit() is None
+    assert p.on_exit().crash_loop
     assert p.recent_exits == 3
+
+
+def test_a_crash_loop_keeps_trying_with_the_delay_capped_at_the_crash_loop_cap() -> None:
+    clock = FakeClock()
+    p = policy(clock, crash_loop_max=2, crash_loop_window=1000.0, crash_loop_max_delay=30.0)
+    delays = [p.on_exit() for _ in range(8)]  # 1 2 4 8 | 16 30 30 30: past maximum=8
+    assert [r.crash_loop for r in delays] == [False] + [True] * 7
+    assert [r.delay for r in delays] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]
+
+
+def test_a_crash_loop_ends_when_the_exits_leave_the_window() -> None:
+    clock = FakeClock()
+    p = policy(clock, crash_loop_max=2, crash_loop_window=10.0)
+    p.on_exit()
+    assert p.on_exit().crash_loop
+    clock.now += 11
+    p.on_ready()
+    clock.now += 60  # stayed ready for reset_after: the backoff starts again
+    restart = p.on_exit()
+    assert not restart.crash_loop and restart.delay == 1.0
 
 
 def test_exits_spread_wider_than_the_window_are_not_a_crash_loop() -> None:
     clock = FakeClock()
     p = policy(clock, crash_loop_max=3, crash_loop_window=10.0)
     for _ in range(10):
-        assert p.on_exit() is not None
+        assert not p.on_exit().crash_loop
         clock.now += 6
 
 
 def test_reset_forgets_exits_and_backoff() -> None:
     clock = FakeClock()
     p = policy(clock, crash_loop_max=2, crash_loop_window=100.0)
-    assert p.on_exit() == 1.0
-    assert p.on_exit() is None
+    assert p.on_exit().delay == 1.0
+    assert p.on_exit().crash_loop
     p.reset()
     assert p.recent_exits == 0
-    assert p.on_exit() == 1.0
+    assert p.on_exit() == Restart(1.0, crash_loop=False)
 
 
 def test_policy_from_supervisor_settings() -> None:

@@ -76,22 +76,14 @@ def test_probe_sends_the_providers_key(tmp_path: Path) -> None:
 
 
 def test_failed_provider_is_tried_again_after_the_cooldown(tmp_path: Path) -> None:
-    (tmp_path / "gate.py").write_text(
-        "import os, sys\n"
-        "if os.path.exists('closed'):\n"
-        "    sys.exit('gate: closed')\n"
-        "from supervisor.demo.echo import main\n"
-        "main()\n"
-    )
-    (tmp_path / "closed").write_text("")
     gate = echo("gate", free_port())
-    gate["start"] = ["{python}", "gate.py", "--port", "{port}"]
-    config = write_config(tmp_path, [gate], crash_loop_max=2, failed_cooldown=1.5)
+    gate["cwd"] = "later"  # a folder that does not exist yet: failed, not a crash loop
+    config = write_config(tmp_path, [gate], failed_cooldown=1.5)
 
     async def body(sup: Supervisor) -> None:
         await until_state(sup, "gate", "failed")
-        assert "gate: closed" in row(sup, "gate")["last_error"]
-        (tmp_path / "closed").unlink()
+        assert "later does not exist" in row(sup, "gate")["last_error"]
+        (tmp_path / "later").mkdir()
         await until(lambda: row(sup, "gate")["state"] == "ready", 15, "a retry after cooldown")
 
     run(config, body)

@@ -84,6 +84,7 @@ class SupervisorConfig:
     backoff_reset_after: float = 60.0
     crash_loop_max: int = 5
     crash_loop_window: float = 120.0
+    crash_loop_max_delay: float = 300.0  # a crash loop keeps trying, this far apart at most
     failed_cooldown: float = 600.0
     stop_grace: float = 10.0
     clone_timeout: float = 600.0

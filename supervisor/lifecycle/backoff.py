@@ -2,16 +2,20 @@
 
 A pure object with no I/O and an injectable clock and random source, so it is tested with a fake
 clock. The supervisor asks it one question after every exit (or liveness failure):
-:meth:`RestartPolicy.on_exit` answers with a delay to wait before the next start, or ``None``
-when the exits form a crash loop and the provider should be marked ``failed``.
+:meth:`RestartPolicy.on_exit` answers with a :class:`Restart`: the delay to wait before the next
+start, and whether the exits form a crash loop.
 
 - The delay starts at ``initial`` and doubles on each exit up to ``maximum``; jitter shortens
   it by up to ``jitter`` (a fraction), so providers that died together do not restart together,
   and the cap is never exceeded.
 - A provider that stayed ready for ``reset_after`` seconds starts again from ``initial``.
-- ``crash_loop_max`` exits within ``crash_loop_window`` seconds is a crash loop.
-- :meth:`reset` forgets everything (``unigw restart NAME`` of a failed provider, or the retry
-  after the failed cool-down).
+- ``crash_loop_max`` exits within ``crash_loop_window`` seconds is a crash loop. A crash loop
+  never gives up (Kubernetes' CrashLoopBackOff, not systemd's ``StartLimitBurst``): the delay
+  keeps doubling, now capped at ``crash_loop_max_delay`` instead of ``maximum``, so a provider
+  killed from outside or waiting for its upstream comes back by itself. Only causes a retry
+  cannot fix (missing secret or toolchain, clone or install failed) make a provider ``failed``.
+- :meth:`reset` forgets everything (``unigw restart NAME``, or the retry after the failed
+  cool-down).
 """
 
 from __future__ import annotations
@@ -27,6 +31,14 @@ if TYPE_CHECKING:
     from supervisor.config import SupervisorConfig
 
 
+@dataclass(frozen=True)
+class Restart:
+    """The answer to one exit: wait ``delay`` seconds, then start again."""
+
+    delay: float
+    crash_loop: bool  # the recent exits form a crash loop (the delay is then the longer cap)
+
+
 @dataclass
 class RestartPolicy:
     """Capped exponential restart delays with jitter, reset after stability, crash-loop limit."""
@@ -36,6 +48,7 @@ class RestartPolicy:
     reset_after: float
     crash_loop_max: int
     crash_loop_window: float
+    crash_loop_max_delay: float = 300.0
     jitter: float = 0.2
     clock: Callable[[], float] = time.monotonic
     rand: Callable[[], float] = random.random
@@ -52,6 +65,7 @@ class RestartPolicy:
             reset_after=settings.backoff_reset_after,
             crash_loop_max=settings.crash_loop_max,
             crash_loop_window=settings.crash_loop_window,
+            crash_loop_max_delay=settings.crash_loop_max_delay,
         )
 
     def on_ready(self) -> None:
@@ -65,20 +79,21 @@ class RestartPolicy:
             self.attempt = 0
         self._ready_since = None
 
-    def on_exit(self) -> float | None:
-        """The provider exited or failed liveness: seconds to wait, or None for a crash loop."""
+    def on_exit(self) -> Restart:
+        """The provider exited or failed liveness: how long to wait, and whether it loops."""
         self.on_not_ready()
         now = self.clock()
         self._exits.append(now)
         while self._exits and now - self._exits[0] > self.crash_loop_window:
             self._exits.popleft()
-        if len(self._exits) >= self.crash_loop_max:
-            return None
-        return self.next_delay()
+        crash_loop = len(self._exits) >= self.crash_loop_max
+        cap = max(self.maximum, self.crash_loop_max_delay) if crash_loop else self.maximum
+        return Restart(self.next_delay(cap), crash_loop)
 
-    def next_delay(self) -> float:
-        """The delay for the current attempt (then count the attempt)."""
-        base = min(self.maximum, self.initial * (2 ** min(self.attempt, 62)))
+    def next_delay(self, cap: float | None = None) -> float:
+        """The delay for the current attempt, at most ``cap`` (``maximum``); count the attempt."""
+        base = min(self.maximum if cap is None else cap,
+                   self.initial * (2 ** min(self.attempt, 62)))
         self.attempt += 1
         return base * (1.0 - self.jitter * self.rand())
 

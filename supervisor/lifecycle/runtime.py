@@ -6,8 +6,9 @@ lifecycle below, logs it (logger ``unigw.supervisor``), notes it in the provider
 bumps the supervisor's version::
 
     stopped → installing → starting → ready ⇄ unhealthy → backoff → starting …
-    (any running state) → stopping → stopped;  failed (with last_error), retried after the
-    failed cool-down or by start/restart.
+    (any running state) → stopping → stopped;  failed (with last_error) when a retry cannot
+    help (clone, install, toolchain, missing secret), retried after the failed cool-down or by
+    start/restart. A crash loop is not failed: it stays in backoff with a longer capped delay.
 
 Probing follows Kubernetes: until the first answer, only the startup grace counts; after it,
 any HTTP answer means alive, readiness moves ready ⇄ unhealthy, and ``liveness_failures``
@@ -232,12 +233,13 @@ class ProviderRuntime:
     # -- the lifecycle task ------------------------------------------------------------------
 
     async def _lifecycle(self) -> None:
-        """prepare → (run → backoff)* → failed → cool-down → again, until cancelled."""
+        """prepare → (run → backoff)* until cancelled; a prepare that fails → failed →
+        cool-down → again (not for a missing secret: retrying cannot help)."""
         try:
             while True:
                 try:
                     spec = await self._prepare()
-                    await self._run_until_crash_loop(spec)
+                    await self._run_forever(spec)
                 except _CANNOT_RUN as exc:
                     self.transition(State.FAILED, str(exc))
                     if isinstance(exc, CannotRun) and exc.permanent:
@@ -281,21 +283,24 @@ class ProviderRuntime:
                 self.log.on_line = None
         return spec
 
-    async def _run_until_crash_loop(self, spec: runspec.RunSpec) -> None:
-        """Start, watch, and restart after each end with backoff, until a crash loop."""
+    async def _run_forever(self, spec: runspec.RunSpec) -> None:
+        """Start, watch, and restart after each end with backoff; a crash loop backs off
+        longer (and says so, with the time of the next try) but never gives up."""
         while True:
             ended = await self._run_once(spec)
-            delay = self.policy.on_exit()
-            if delay is None:
+            restart = self.policy.on_exit()
+            reason = ended
+            if restart.crash_loop:
                 s = self.shared.settings
+                at = time.strftime("%H:%M:%S", time.localtime(time.time() + restart.delay))
                 tail = "\n".join(self.log.last_lines(10))
-                self.transition(State.FAILED, f"crash loop: {s.crash_loop_max} exits within "
-                                f"{s.crash_loop_window:g}s; last: {ended}"
-                                + (f"; last output:\n{tail}" if tail else ""))
-                return
-            self.transition(State.BACKOFF, ended)
-            self.log.note(f"restarting in {delay:.2f}s")
-            await asyncio.sleep(delay)
+                reason = (f"crash loop: {s.crash_loop_max} exits within "
+                          f"{s.crash_loop_window:g}s; next try in {restart.delay:.0f}s "
+                          f"(at {at}); last: {ended}"
+                          + (f"; last output:\n{tail}" if tail else ""))
+            self.transition(State.BACKOFF, reason)
+            self.log.note(f"restarting in {restart.delay:.2f}s")
+            await asyncio.sleep(restart.delay)
             self.restarts += 1
 
     async def _run_once(self, spec: runspec.RunSpec) -> str:
