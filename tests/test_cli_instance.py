@@ -4,6 +4,8 @@ reload of providers.yaml, strategy, `down`. Real subprocesses, sockets and files
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -285,3 +287,23 @@ def test_install_command_clones_and_installs_and_names_what_failed(tmp_path: Pat
     assert "cloned: installed" in out.stdout
     assert "gone: failed: clone failed:" in out.stdout
     assert unigw(config.path, "install", "ghost").returncode == 2
+
+
+def test_down_after_unigw_was_killed_stops_what_it_left_running(instance: Instance) -> None:
+    until(lambda: all(r["state"] == "ready" for r in instance.rows().values()), 30, "ready")
+    pids = {name: r["pid"] for name, r in instance.rows().items()}
+    record = instance.path.parent / ".unigw" / "run" / "instance.json"
+    unigw_pid = int(json.loads(record.read_text())["pid"])
+    os.kill(unigw_pid, signal.SIGKILL)
+    until(lambda: not psutil.pid_exists(unigw_pid) or
+          psutil.Process(unigw_pid).status() == psutil.STATUS_ZOMBIE, 10, "unigw gone")
+    assert all(psutil.pid_exists(pid) for pid in pids.values())  # orphans hold their ports
+
+    out = unigw(instance.path, "down")
+    assert out.returncode == 0, out.stderr
+    assert "stopped 2 process(es)" in out.stdout
+    assert "of provider a" in out.stdout and "of provider b" in out.stdout
+    until(lambda: not any(psutil.pid_exists(pid) for pid in pids.values()), 10, "orphans gone")
+    again = unigw(instance.path, "down")
+    assert again.returncode == 3 and "not running" in again.stderr
+

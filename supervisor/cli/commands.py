@@ -209,10 +209,8 @@ def down(config_path: str, timeout: float) -> None:
     config = _control_config(config_path)
     inst = instance.running(config.state_dir)
     if inst is None:
-        _fail(
-            f"unigw is not running (no live instance recorded in {config.state_dir})",
-            EXIT_NOT_RUNNING,
-        )
+        _stop_leftovers(config)
+        return
     os.kill(inst.pid, 15)
     deadline = time.monotonic() + timeout
     while inst.alive:
@@ -220,6 +218,21 @@ def down(config_path: str, timeout: float) -> None:
             _fail(f"unigw (pid {inst.pid}) did not stop within {timeout:.0f}s")
         time.sleep(0.1)
     click.echo(f"unigw stopped (pid {inst.pid})")
+
+
+def _stop_leftovers(config: Config) -> None:
+    """No live instance: stop what a unigw that died (kill -9, a crash) left running, the way
+    the next ``up`` would, and say what; exit 3 when there is nothing at all."""
+    from supervisor.proc.leftovers import kill_leftovers
+
+    stopped = asyncio.run(kill_leftovers(config.state_dir))
+    if not stopped:
+        _fail(f"unigw is not running (no live instance recorded in {config.state_dir}, and "
+              "nothing an earlier run left behind)", EXIT_NOT_RUNNING)
+    click.echo(f"unigw was not running; stopped {len(stopped)} process(es) a run that died "
+               "left behind:")
+    for line in stopped:
+        click.echo(f"  {line}")
 
 
 def _call(config_path: str, fn: Callable[[InstanceClient], Any], timeout: float = 10.0) -> Any:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import psutil
 
+from supervisor.proc.process import gone
+
 
 @dataclass(frozen=True)
 class Instance:
@@ -26,7 +28,9 @@ class Instance:
     @property
     def alive(self) -> bool:
         try:
-            return psutil.Process(self.pid).create_time() == self.create_time
+            proc = psutil.Process(self.pid)
+            # gone() counts a zombie as dead: killed, and nobody left to reap it
+            return proc.create_time() == self.create_time and not gone(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             return False
 
