@@ -16,7 +16,6 @@ import logging
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -37,6 +36,7 @@ from gateway.errors import (
 from gateway.openai_routes import FrontDoor, openai_routes
 from gateway.proxy import ChatResult, ChatStream, Proxy
 from gateway.routing import Backend, OutlierPolicy, Router, RoutingSettings
+from gateway.server import server_config
 from gateway.stats import Stats
 from gateway.strategies import STRATEGIES, make
 from gateway.translated_routes import TranslatedDoor
@@ -47,16 +47,6 @@ from supervisor.view import ProviderView
 T = TypeVar("T")
 log = logging.getLogger("unigw.gateway")
 DISCOVERY_TIMEOUT_S = 5.0
-
-
-def server_config(app: Starlette, config: Config) -> uvicorn.Config:
-    """How uvicorn serves the gateway, the same for ``unigw up`` and ``python -m gateway.serve``:
-    httptools, no access log, and no proxy-header rewriting (it listens for clients directly).
-    """
-    gw = config.gateway
-    return uvicorn.Config(app, host=gw.host, port=gw.port, log_level="warning",
-                          access_log=False, proxy_headers=False, loop="none",
-                          http="httptools", lifespan="on", timeout_graceful_shutdown=3)
 
 
 def run_loop(main: Coroutine[Any, Any, T]) -> T:

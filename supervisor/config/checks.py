@@ -69,6 +69,11 @@ def check_gateway(
         )
     if gw.get("retries", 0) < 0:
         problems.append(f"{where}: retries: must be 0 or more, got {gw['retries']}")
+    if gw.get("request_timeout", 30.0) <= 0:
+        problems.append(f"{where}: request_timeout: must be more than 0, got "
+                        f"{gw['request_timeout']}")
+    if gw.get("max_clients", 1) < 1:
+        problems.append(f"{where}: max_clients: must be at least 1, got {gw['max_clients']}")
     names = {p.get("name") for p in providers}
     for model, prefs in gw.get("routes", {}).items():
         for name in prefs:

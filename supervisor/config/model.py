@@ -67,6 +67,8 @@ class GatewayConfig:
     eject_base: float = 5.0
     eject_max: float = 120.0
     max_connections: int = 1000
+    request_timeout: float = 30.0  # a client must send its whole request within this
+    max_clients: int = 16384  # client connections at once; past it, 503 at once
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,75 @@
+"""How uvicorn serves the gateway: httptools, plus a deadline for reading each request.
+
+uvicorn (0.54) has a keep-alive timeout but no limit on how long a client may take to send a
+request: a client that opens a connection and sends nothing, or trickles a request head or body
+a byte at a time, holds its connection (and a file descriptor) for ever. Measured: 400 such
+connections stayed open indefinitely. :class:`GuardedHttpTools` arms one timer when a
+connection opens and again when each further request on it begins, and cancels it when that
+request has arrived whole; if it fires first, the connection is closed. Once a request is in,
+its answer may take as long as the provider needs (streams stay open for minutes).
+
+``limit_concurrency`` bounds the connections at once: past it uvicorn answers 503 at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from supervisor.config import Config
+
+
+class GuardedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a deadline for receiving each whole request."""
+
+    request_timeout = 30.0  # set per server by :func:`server_config`
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(self.request_timeout, self._too_slow)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _too_slow(self) -> None:
+        self._deadline = None
+        if not self.transport.is_closing():
+            self.transport.close()  # the request never arrived whole: nothing to answer
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()  # covers a client that connects and sends nothing
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._arm()  # the next request on a kept-alive connection gets its own deadline
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+
+def server_config(app: Any, config: Config) -> uvicorn.Config:
+    """How uvicorn serves the gateway, the same for ``unigw up`` and ``unigw gateway``:
+    httptools with the request deadline, no access log, no proxy-header rewriting (it listens
+    for clients directly), and at most ``gateway.max_clients`` connections at once.
+    """
+    gw = config.gateway
+    protocol = type("GatewayHttp", (GuardedHttpTools,), {"request_timeout": gw.request_timeout})
+    return uvicorn.Config(app, host=gw.host, port=gw.port, log_level="warning",
+                          access_log=False, proxy_headers=False, loop="none", http=protocol,
+                          lifespan="on", timeout_graceful_shutdown=3,
+                          limit_concurrency=gw.max_clients)
