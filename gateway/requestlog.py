@@ -1,0 +1,245 @@
+"""The request log: one row per call through the gateway, in SQLite, written off the hot path.
+
+What a row holds (:class:`RequestRecord`): when, which route and API, the model asked and the
+model sent, the provider that answered, every provider tried with its failure class and message,
+the status, stream or not, time to first byte, total time, the tokens the provider reported,
+and the gateway's own added time. Never the prompt or the answer, unless ``log_bodies``.
+
+:meth:`RequestLog.add` only appends to an in-memory list (a few hundred nanoseconds on the
+request path); a writer thread takes the list every ``flush_interval`` seconds and inserts it in
+one transaction. The database is in WAL mode, so readers (``GET /requests``, ``unigw
+requests``, the dashboard's history) never wait for the writer. After each batch the log is
+trimmed to ``max_rows`` rows and ``max_age`` seconds. A write that fails (disk full, a locked
+file) is logged and the batch dropped: the log must never stop a call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("unigw.gateway")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    route TEXT NOT NULL,
+    api TEXT NOT NULL,
+    model_asked TEXT,
+    model_sent TEXT,
+    provider TEXT,
+    tried TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    ok INTEGER NOT NULL,
+    stream INTEGER NOT NULL,
+    ttfb_ms REAL,
+    total_ms REAL,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    overhead_ms REAL,
+    request_body TEXT,
+    response_body TEXT
+);
+CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
+CREATE INDEX IF NOT EXISTS requests_provider ON requests (provider, id);
+"""
+COLUMNS = ("ts", "route", "api", "model_asked", "model_sent", "provider", "tried", "status",
+           "ok", "stream", "ttfb_ms", "total_ms", "prompt_tokens", "completion_tokens",
+           "overhead_ms", "request_body", "response_body")
+INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One provider tried for a call and how it failed (``failure`` None: it answered)."""
+
+    provider: str
+    failure: str | None = None  # a failure class: unreachable, timeout, upstream_error, …
+    message: str | None = None
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One call, as the log keeps it."""
+
+    ts: float
+    route: str
+    api: str  # openai | anthropic | gemini
+    status: int
+    stream: bool
+    model_asked: str | None = None
+    model_sent: str | None = None
+    provider: str | None = None  # the provider that answered; None if none did
+    tried: tuple[Attempt, ...] = ()
+    ttfb_ms: float | None = None
+    total_ms: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    overhead_ms: float | None = None
+    request_body: str | None = field(default=None, repr=False)
+    response_body: str | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 400
+
+    def row(self) -> tuple[Any, ...]:
+        tried = json.dumps([asdict(a) for a in self.tried], ensure_ascii=False)
+        return (self.ts, self.route, self.api, self.model_asked, self.model_sent, self.provider,
+                tried, self.status, int(self.ok), int(self.stream), self.ttfb_ms, self.total_ms,
+                self.prompt_tokens, self.completion_tokens, self.overhead_ms, self.request_body,
+                self.response_body)
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """Where and how much: ``max_age`` in seconds; bodies only with ``log_bodies``."""
+
+    path: Path
+    max_rows: int = 100_000
+    max_age: float = 30 * 86400.0
+    log_bodies: bool = False
+    flush_interval: float = 0.5
+
+
+class RequestLog:
+    """The log; :meth:`open` starts its writer thread, :meth:`close` flushes and stops it."""
+
+    def __init__(self, settings: LogSettings) -> None:
+        self.settings = settings
+        self._pending: list[RequestRecord] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.written = 0  # rows inserted so far (for tests and metrics)
+
+    @property
+    def log_bodies(self) -> bool:
+        return self.settings.log_bodies
+
+    def open(self) -> None:
+        """Create the database (WAL mode) and start the writer."""
+        self.settings.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+        self._thread = threading.Thread(target=self._run, name="request-log", daemon=True)
+        self._thread.start()
+
+    def add(self, record: RequestRecord) -> None:
+        """Queue one record (the hot path: no I/O here)."""
+        if not self.settings.log_bodies and (record.request_body or record.response_body):
+            record = _without_bodies(record)
+        with self._lock:
+            self._pending.append(record)
+
+    def flush(self) -> None:
+        """Ask the writer to write what is queued now, and wait until it has (tests, close)."""
+        done = self.written + len(self._pending)
+        self._wake.set()
+        deadline = time.monotonic() + 10
+        while self.written < done and time.monotonic() < deadline and self._alive():
+            time.sleep(0.01)
+
+    def close(self) -> None:
+        """Write what is queued, then stop the writer."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.settings.path, timeout=5, isolation_level=None)
+
+    def _run(self) -> None:
+        db = self._connect()
+        db.execute("PRAGMA synchronous=NORMAL")  # WAL: durable enough for a log, much faster
+        try:
+            while not self._stop.is_set():
+                self._wake.wait(self.settings.flush_interval)
+                self._wake.clear()
+                self._write(db)
+            self._write(db)
+        finally:
+            db.close()
+
+    def _write(self, db: sqlite3.Connection) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            with db:
+                db.execute("BEGIN")
+                db.executemany(INSERT, [r.row() for r in batch])
+                self._trim(db)
+        except sqlite3.Error as exc:
+            log.error("request log: could not write %d rows to %s: %s", len(batch),
+                      self.settings.path, exc)
+        self.written += len(batch)
+
+    def _trim(self, db: sqlite3.Connection) -> None:
+        s = self.settings
+        db.execute("DELETE FROM requests WHERE ts < ?", (time.time() - s.max_age,))
+        db.execute("DELETE FROM requests WHERE id <= (SELECT max(id) FROM requests) - ?",
+                   (s.max_rows,))
+
+    # -- reading -----------------------------------------------------------------------------
+    def query(self, *, limit: int = 100, provider: str | None = None, failed: bool = False,
+              since: float | None = None) -> list[dict[str, Any]]:
+        """Rows newest first, as JSON-able dicts; ``provider`` matches the answering provider
+        or any provider tried; ``failed`` keeps calls that did not succeed."""
+        where, args = _filters(provider, failed, since)
+        sql = (f"SELECT id, {', '.join(COLUMNS)} FROM requests {where} "
+               f"ORDER BY id DESC LIMIT ?")
+        with self._connect() as db:
+            db.row_factory = sqlite3.Row
+            rows = db.execute(sql, (*args, max(0, limit))).fetchall()
+        return [_row_json(r) for r in rows]
+
+    def count(self) -> int:
+        with self._connect() as db:
+            return int(db.execute("SELECT count(*) FROM requests").fetchone()[0])
+
+
+def _without_bodies(record: RequestRecord) -> RequestRecord:
+    return replace(record, request_body=None, response_body=None)
+
+
+def _filters(provider: str | None, failed: bool, since: float | None,
+             ) -> tuple[str, Sequence[Any]]:
+    clauses: list[str] = []
+    args: list[Any] = []
+    if provider:
+        # tried is JSON text; a provider tried but not answering still matches
+        clauses.append("(provider = ? OR tried LIKE ?)")
+        args += [provider, f'%"provider": {json.dumps(provider)}%']
+    if failed:
+        clauses.append("ok = 0")
+    if since is not None:
+        clauses.append("ts >= ?")
+        args.append(since)
+    return ("WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+
+def _row_json(row: sqlite3.Row) -> dict[str, Any]:
+    data = dict(row)
+    data["tried"] = json.loads(data["tried"])
+    data["ok"] = bool(data["ok"])
+    data["stream"] = bool(data["stream"])
+    if data["request_body"] is None and data["response_body"] is None:
+        del data["request_body"], data["response_body"]
+    return data
