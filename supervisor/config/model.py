@@ -129,6 +129,7 @@ class ProviderConfig:
     secret_args: frozenset[int] = field(default=frozenset(), metadata=_DERIVED)
     key_is_secret: bool = field(default=False, metadata=_DERIVED)
     missing_secrets: tuple[str, ...] = field(default=(), metadata=_DERIVED)
+    secret_names: tuple[str, ...] = field(default=(), metadata=_DERIVED)  # every ${NAME} used
 
     @property
     def local(self) -> bool:
@@ -194,8 +195,22 @@ class Config:
     def state_dir(self) -> Path:
         return (self.base_dir / self.supervisor.state_dir).resolve()
 
+    @property
+    def dotenv_path(self) -> Path:
+        """The ``.env`` beside providers.yaml, where secrets may live."""
+        return self.base_dir / ".env"
+
+    @property
+    def secrets_dir(self) -> Path:
+        """Where file secrets (``NAME_FILE``) stored by ``unigw secret set`` go."""
+        return self.state_dir / "secrets"
+
     def provider(self, name: str) -> ProviderConfig | None:
         return next((p for p in self.providers if p.name == name), None)
+
+    def needing(self, secret: str) -> list[str]:
+        """The providers whose config references ``${secret}``."""
+        return [p.name for p in self.providers if secret in p.secret_names]
 
     def redacted(self) -> dict[str, Any]:
         """The effective settings as plain data, with every secret value replaced by ***."""
@@ -211,6 +226,7 @@ class Config:
             for k in ("secret_env", "secret_args", "key_is_secret"):
                 d.pop(k)
             d["missing_secrets"] = list(p.missing_secrets)
+            d["secret_names"] = list(p.secret_names)
             providers.append(d)
         return {
             "path": str(self.path),
@@ -245,7 +261,7 @@ def loads(text: str, path: Path, environ: Mapping[str, str] | None = None) -> Co
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError([f"{label}: the top level must be a mapping, got {kind(raw)}"])
-    env = dict(read_dotenv(path.parent / ".env"))
+    env = dict(read_dotenv(path.parent / ".env"))  # Config.dotenv_path
     env.update(os.environ if environ is None else environ)
     problems: list[str] = []
     unknown_fields(raw, {"gateway", "supervisor", "providers"}, label, problems)
@@ -331,6 +347,7 @@ def _provider(
     """One provider's fields with ``${NAME}`` references resolved and secrets marked."""
     raw = dict(item)
     missing: list[str] = []
+    names: list[str] = []
     secret_env: set[str] = set()
     if isinstance(raw.get("env"), dict):
         resolved: dict[Any, Any] = {}
@@ -341,6 +358,7 @@ def _provider(
                 v, refs, miss = expand_tracked(v, env)
                 secret_env.update([str(k)] if refs else [])
                 missing += miss
+                names += refs
             resolved[k] = v
         raw["env"] = resolved
     key_is_secret = False
@@ -348,6 +366,7 @@ def _provider(
         raw["key"], refs, miss = expand_tracked(raw["key"], env)
         key_is_secret = bool(refs)
         missing += miss
+        names += refs
     secret_args: set[int] = set()
     if isinstance(raw.get("start"), list):
         start = []
@@ -355,6 +374,7 @@ def _provider(
             if isinstance(arg, str):
                 arg, refs, miss = expand_tracked(arg, env)
                 missing += miss
+                names += refs
                 secret_args.update([i] if refs else [])
             start.append(arg)
         raw["start"] = start
@@ -365,5 +385,6 @@ def _provider(
         secret_args=frozenset(secret_args),
         key_is_secret=key_is_secret,
         missing_secrets=tuple(dict.fromkeys(missing)),
+        secret_names=tuple(dict.fromkeys(names)),
     )
     return fields

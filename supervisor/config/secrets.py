@@ -1,15 +1,90 @@
 """Secrets in providers.yaml: ``${NAME}`` references resolved from the environment and ``.env``.
 
 A value is never written in the file; ``${NAME}`` is required, ``${NAME:-default}`` optional.
+
+:func:`store` writes one secret into the ``.env`` beside providers.yaml (what ``unigw secret
+set`` and the dashboard use): atomically (a temporary file in the same folder, then a rename, so
+a crash never leaves half a file), with mode 0600 from the moment it exists, keeping every other
+line. A secret whose name ends in ``_FILE`` names a file (k2think2api3's tokens file): its
+content goes to ``<state_dir>/secrets/NAME`` (0600, in a 0700 folder) and ``.env`` gets the path.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class SecretError(ValueError):
+    """A secret that cannot be stored as given; the message says why."""
+
+
+def is_file_secret(name: str) -> bool:
+    """Whether ``name`` holds a path to a file whose content is the secret."""
+    return name.endswith("_FILE")
+
+
+def store(dotenv: Path, name: str, value: str, secrets_dir: Path) -> Path | None:
+    """Set ``name`` in ``dotenv``; for a ``_FILE`` secret, write ``value`` to a file under
+    ``secrets_dir`` and set the path. Returns that file, or None."""
+    if not NAME.fullmatch(name):
+        raise SecretError(f"{name!r} is not a variable name (letters, digits, _; not a digit "
+                          "first)")
+    written = None
+    if is_file_secret(name):
+        secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        written = secrets_dir / name
+        _write_private(written, value if value.endswith("\n") else value + "\n")
+        value = str(written)
+    if not value or "\n" in value or "\r" in value:
+        raise SecretError(f"{name}: the value must be one non-empty line"
+                          + ("" if is_file_secret(name) else
+                             " (a name ending in _FILE stores a multi-line file instead)"))
+    lines = _other_lines(dotenv, name)
+    lines.append(f"{name}={_quote(value)}")
+    _write_private(dotenv, "\n".join(lines) + "\n")
+    return written
+
+
+def _other_lines(dotenv: Path, name: str) -> list[str]:
+    try:
+        lines = dotenv.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return []
+    keep = []
+    for line in lines:
+        key = line.strip().removeprefix("export ").partition("=")[0].strip()
+        if key != name:
+            keep.append(line)
+    return keep
+
+
+def _quote(value: str) -> str:
+    """Quote a value that :func:`read_dotenv` would otherwise change (spaces, #, quotes)."""
+    if re.fullmatch(r"[A-Za-z0-9_./:@+=,-]*", value) and not value.startswith(("'", '"')):
+        return value
+    return "'" + value + "'" if "'" not in value else '"' + value + '"'
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``path`` atomically, readable by its owner only from the first byte."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    os.chmod(path, 0o600)
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
