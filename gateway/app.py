@@ -40,6 +40,7 @@ from gateway.server import server_config
 from gateway.stats import Stats
 from gateway.strategies import STRATEGIES, make
 from gateway.translated_routes import TranslatedDoor
+from gateway.truth import ErrorPatterns
 from gateway.upstream import Upstream
 from supervisor.config import Config
 from supervisor.view import ProviderView
@@ -80,7 +81,7 @@ class Gateway:
         self.router.on_ready = self._discover
         self.proxy = Proxy(self.router, self.stats, make(gw.strategy), retries=gw.retries,
                            first_byte_timeout=gw.first_byte_timeout,
-                           read_timeout=gw.read_timeout)
+                           read_timeout=gw.read_timeout)  # the rest is set by _apply
         self.strategy_name = gw.strategy
         self._tasks: set[asyncio.Task[None]] = set()
         self.config = config
@@ -96,6 +97,10 @@ class Gateway:
         self.stats.on_outcome = OutlierPolicy.of(gw)
         self.proxy.first_byte_timeout = gw.first_byte_timeout
         self.proxy.read_timeout = gw.read_timeout
+        self.proxy.first_content_timeout = gw.first_content_timeout
+        self.proxy.hold_max_bytes = gw.hold_max_bytes
+        self.proxy.error_patterns = {p.name: ErrorPatterns.of(p.error_patterns)
+                                     for p in config.providers if p.error_patterns}
 
     def apply_config(self, config: Config) -> None:
         """Hot reload: routing, keys, limits; strategy and retries if the file changed them."""

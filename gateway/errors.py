@@ -12,27 +12,42 @@ Starlette routes) or :func:`error_bytes` (for the raw ASGI fast path)::
     ├── NotFound                         404      not_found_error       (model, provider, route)
     ├── MethodNotAllowed                 405      invalid_request_error (+ Allow)
     ├── NoProviderReady                  503      service_unavailable   (+ Retry-After)
+    ├── ProviderRejected                 4xx      invalid_request_error (the provider's own)
     └── ProviderFailed                   502      upstream_error        (every candidate failed)
         ├── ProviderTimeout              504      timeout_error
         └── ProviderRateLimited          429      rate_limit_error      (+ Retry-After)
 
+A provider's own refusal of the request itself (HTTP 400/404/413/422) is not a failure of the
+provider: the raw OpenAI routes pass its answer through unchanged, and translated routes raise
+:class:`ProviderRejected` (``GatewayError``, the provider's status and message), so the client
+gets the provider's verdict and nobody fails over.
+
 One attempt at one provider fails with an :class:`AttemptFailed` (raised by
-:mod:`gateway.upstream` and :mod:`gateway.proxy`, never answered directly): the proxy records
-it, tries the next candidate, and when none is left raises a :class:`ProviderFailed` naming each
-provider tried and why::
+:mod:`gateway.upstream`, :mod:`gateway.proxy` and :mod:`gateway.truth`, never answered
+directly): the proxy records it, tries the next candidate, and when none is left raises a
+:class:`ProviderFailed` naming each provider tried, its :class:`FailureClass` and its message::
 
-    AttemptFailed
-    ├── ConnectFailed        cannot connect, or the connection broke before the first byte
-    ├── FirstByteTimeout     no first byte within gateway.first_byte_timeout
-    ├── BadStatus            the provider answered 5xx or 429 (``retry_after`` from its header)
-    └── StreamBroken         the provider failed after the first byte (never retried)
+    AttemptFailed                 class (FailureClass)
+    ├── ConnectFailed             unreachable: refused, or closed before an answer
+    ├── FirstByteTimeout          timeout: no answer within gateway.first_byte_timeout
+    ├── BadStatus                 by status: 5xx upstream_error, 429 rate_limited, 401/403
+    │                             auth_failed, other 4xx upstream_error (``retry_after`` kept)
+    ├── BadAnswer                 a 2xx that is really an error (error member, no choices, not
+    │                             JSON, an error event, cut or silent before its first content):
+    │                             upstream_error, rate_limited (by its message) or timeout
+    └── StreamBroken              the provider failed after the stream was committed (never
+                                  retried; raised by the upstream client while reading)
 
-Every class carries ``status_code``, which the API translators read to pick their own status.
+A provider's message that says it is rate limited makes a BadStatus or BadAnswer
+``rate_limited``. Every class carries ``status_code``, which the API translators read to pick
+their own status.
 """
 
 from __future__ import annotations
 
+import enum
 import json
+import re
 from typing import Any
 
 from starlette.requests import Request
@@ -102,31 +117,90 @@ class ProviderRateLimited(ProviderFailed):
     status_code, type, code = 429, "rate_limit_error", "provider_rate_limited"
 
 
+class ProviderRejected(GatewayError):
+    """The provider refused the request itself (400/404/413/422): its status and message."""
+
+    type, code = "invalid_request_error", "provider_rejected"
+
+    def __init__(self, provider: str, status: int, detail: str) -> None:
+        super().__init__(f"provider {provider!r} answered HTTP {status}: {detail}")
+        self.provider, self.status, self.detail = provider, status, detail
+        self.status_code = status
+
+
 # -- one attempt at one provider ---------------------------------------------------------------
 
+class FailureClass(str, enum.Enum):
+    """Why one attempt failed, which decides the reaction (see :mod:`gateway.routing`)."""
+
+    UNREACHABLE = "unreachable"  # refused or reset before an answer: eject after a few
+    TIMEOUT = "timeout"  # no answer, or no first content, in time: eject after a few
+    UPSTREAM_ERROR = "upstream_error"  # 5xx, an error inside a 2xx, cut before content: same
+    RATE_LIMITED = "rate_limited"  # 429 or a message saying so: cooled for its Retry-After
+    AUTH_FAILED = "auth_failed"  # 401/403: out of traffic until its key or process changes
+    CLIENT_ERROR = "client_error"  # 400/404/413/422: the request's fault, answered unchanged
+
+
+CLIENT_ERROR_STATUSES = frozenset((400, 404, 413, 422))
+_RATE_LIMIT_TEXT = re.compile(r"rate.?limit|too many requests|quota exceeded", re.IGNORECASE)
+
+
+def says_rate_limited(message: str) -> bool:
+    """Whether a provider's own message says it is rate limited."""
+    return bool(_RATE_LIMIT_TEXT.search(message))
+
+
 class AttemptFailed(Exception):
-    """One provider failed one request; the proxy may try another."""
+    """One provider failed one request; the proxy may try another.
+
+    ``failure`` is its class; ``status`` the provider's HTTP status when it answered at all;
+    ``said_error`` whether the provider itself declared an error (a 5xx, an error object or
+    event, ``finish_reason: "error"``), which is what the poison-request rule compares.
+    """
 
     status_code = 502
     kind = "failed"
+    failure = FailureClass.UPSTREAM_ERROR
+    status: int | None = None
+    said_error = False
+    retry_after: float | None = None
 
 
 class ConnectFailed(AttemptFailed):
-    kind = "connect error"
+    kind, failure = "connect error", FailureClass.UNREACHABLE
 
 
 class FirstByteTimeout(AttemptFailed):
-    status_code, kind = 504, "timed out before the first byte"
+    status_code, kind, failure = 504, "timed out before the first byte", FailureClass.TIMEOUT
 
 
 class BadStatus(AttemptFailed):
-    """The provider answered 5xx or 429."""
+    """The provider answered an error status (anything but 2xx and the client errors)."""
 
     def __init__(self, status: int, detail: str, retry_after: float | None = None) -> None:
         super().__init__(f"HTTP {status}" + (f" ({detail})" if detail else ""))
-        self.status = status
-        self.retry_after = retry_after
-        self.status_code = 429 if status == 429 else 502
+        self.status, self.detail, self.retry_after = status, detail, retry_after
+        self.said_error = status >= 500
+        if status == 429 or says_rate_limited(detail):
+            self.failure = FailureClass.RATE_LIMITED
+        elif status in (401, 403):
+            self.failure = FailureClass.AUTH_FAILED
+        self.status_code = 429 if self.failure is FailureClass.RATE_LIMITED else 502
+
+
+class BadAnswer(AttemptFailed):
+    """A 2xx answer that is an error, or a stream that failed before its first content."""
+
+    kind = "bad answer"
+
+    def __init__(self, detail: str, *, status: int = 200, said_error: bool = False,
+                 timeout: bool = False) -> None:
+        super().__init__(f"HTTP {status}, {detail}")
+        self.status, self.detail, self.said_error = status, detail, said_error
+        if timeout:
+            self.failure, self.status_code = FailureClass.TIMEOUT, 504
+        elif says_rate_limited(detail):
+            self.failure, self.status_code = FailureClass.RATE_LIMITED, 429
 
 
 class StreamBroken(AttemptFailed):
@@ -134,23 +208,51 @@ class StreamBroken(AttemptFailed):
 
     def __init__(self, message: str, *, timeout: bool = False) -> None:
         super().__init__(message)
+        self.detail = message
         if timeout:
-            self.status_code = 504
+            self.status_code, self.failure = 504, FailureClass.TIMEOUT
 
 
 def describe(exc: AttemptFailed) -> str:
     """A short reason for one failed attempt, for the message naming every provider tried."""
     text = str(exc)
-    if isinstance(exc, BadStatus):
-        return text
-    return f"{exc.kind}: {text}" if text and text != exc.kind else exc.kind
+    if not isinstance(exc, (BadStatus, BadAnswer)):
+        text = f"{exc.kind}: {text}" if text and text != exc.kind else exc.kind
+    return f"{text} [{exc.failure.value}]"
 
 
-def all_failed(tried: list[tuple[str, str]], last: AttemptFailed) -> ProviderFailed:
-    """The error for a request every candidate failed: the last failure's class, each named."""
-    named = "; ".join(f"{name}: {why}" for name, why in tried)
+def same_failure_everywhere(failures: list[AttemptFailed]) -> bool:
+    """The poison-request rule: did every provider tried fail this request the same way?
+
+    True when at least two providers were tried and each *declared* an error for this request
+    with the same HTTP status and class ``upstream_error``: all the same 5xx, or all an error
+    object / error event / ``finish_reason: "error"`` inside a 2xx. Then the request, not the
+    providers, is the likely cause, and the proxy does not count it against them. Connection
+    failures, timeouts, streams cut before content, rate limits and auth failures never match:
+    those say something about the provider whatever the request was.
+    """
+    if len(failures) < 2:
+        return False
+    first = failures[0]
+    return all(f.failure is FailureClass.UPSTREAM_ERROR and f.said_error and f.status is not None
+               and f.status == first.status and type(f) is type(first) for f in failures)
+
+
+def all_failed(tried: list[tuple[str, AttemptFailed]], *, excused: bool = False,
+               ) -> ProviderFailed:
+    """The error for a request every candidate failed: the last failure's class, each named.
+
+    ``excused``: :func:`same_failure_everywhere` held, and the message says so.
+    """
+    named = "; ".join(f"{name}: {describe(exc)}" for name, exc in tried)
+    last = tried[-1][1]
+    if excused:
+        return ProviderFailed(
+            f"every provider tried failed this request the same way ({len(tried)}, HTTP "
+            f"{last.status}), so the request is the likely cause: {named}",
+            code="request_failed_everywhere")
     message = f"every provider tried failed ({len(tried)}): {named}"
-    if isinstance(last, BadStatus) and last.status == 429:
+    if last.failure is FailureClass.RATE_LIMITED:
         seconds = max(1, round(last.retry_after or 1))
         err: ProviderFailed = ProviderRateLimited(message, headers={"Retry-After": str(seconds)})
         return err

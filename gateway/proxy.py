@@ -2,12 +2,21 @@
 
 :meth:`Proxy.call` is the attempt loop behind every proxied route. It asks the strategy for a
 candidate that has not yet failed this request (skipping ejected ones unless all are), sends
-the request with that provider's key and an explicit ``stream``, and on a connect error, a
-timeout before the first byte, a 5xx or a 429 tries the next, up to ``retries`` more. Nothing
-has reached the client until it returns, so every retry is safe; after that nothing is retried.
+the request with that provider's key and an explicit ``stream``, and tries the next, up to
+``retries`` more, on any :class:`~gateway.errors.AttemptFailed`: a connect error, a timeout,
+an error status, or a 2xx that is really an error (:mod:`gateway.truth` judges it). A
+provider's 400/404/413/422 is the request's fault: it is returned as it is, with no failover.
+Nothing has reached the client until it returns, so every retry is safe; after that nothing is
+retried. When every candidate failed, one error names each provider, its failure class and its
+own message; if they all failed the same way (:func:`~gateway.errors.same_failure_everywhere`)
+their failures are excused, not counted against them.
 
-It returns an :class:`Answer` (a whole non-streaming answer, any status the provider chose) or
-an :class:`Opened` stream whose first bytes have already arrived. :meth:`Proxy.sse` is the
+It returns an :class:`Answer` (a whole non-streaming answer: a real 2xx answer or the
+provider's client error) or an :class:`Opened` stream, committed at its first content: the
+provider's first events are held (:class:`gateway.truth.Held`, bounded by
+``first_content_timeout`` and ``hold_max_bytes``) until one carries content or a normal
+finish, and any failure before that is a failed attempt the client never sees. ``Opened.first``
+is every byte held, up to and including the committing event. :meth:`Proxy.sse` is the
 passthrough of an opened stream: it yields the provider's bytes unchanged, as they come, cut
 only at event boundaries, and ends a stream the provider broke with an SSE ``error`` event and no
 ``[DONE]``. Closing it early (the client went away) closes the upstream connection.
@@ -20,29 +29,40 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import (
+    CLIENT_ERROR_STATUSES,
     AttemptFailed,
+    BadAnswer,
     BadRequest,
     BadStatus,
-    GatewayError,
+    FailureClass,
     ProviderFailed,
+    ProviderRejected,
     ProviderTimeout,
     StreamBroken,
     all_failed,
-    describe,
+    same_failure_everywhere,
 )
 from gateway.routing import Backend, Plan, Router
-from gateway.stats import Outcome, Stats
+from gateway.stats import Failure, Outcome, Stats
 from gateway.strategies import PickContext, Strategy
+from gateway.truth import (
+    NO_PATTERNS,
+    ErrorPatterns,
+    Held,
+    check_answer,
+    event_end,
+    provider_message,
+)
 from gateway.upstream import Upstream, UpstreamResponse
 
 CHAT_PATH = "/v1/chat/completions"
-DETAIL_LIMIT = 300  # characters of a failing provider's answer kept for the error message
+WHOLE_TYPES = (b"application/json", b"text/html")  # a stream request answered with these: whole
 
 
 @dataclass
@@ -65,11 +85,13 @@ class Answer:
     content_type: bytes
     body: bytes
     model: str
+    data: dict[str, Any] | None = field(default=None, repr=False)  # a 2xx body, parsed
 
 
 @dataclass(eq=False)
 class Opened:
-    """A provider's stream, its first bytes already here; in flight until :meth:`finish`."""
+    """A provider's stream, committed (its first content is in ``first``); in flight until
+    :meth:`finish`."""
 
     backend: Backend
     response: UpstreamResponse
@@ -79,12 +101,12 @@ class Opened:
     stats: Stats
     _done: bool = False
 
-    def finish(self, outcome: Outcome) -> None:
+    def finish(self, outcome: Outcome, failure: Failure | None = None) -> None:
         """Close the upstream response and record the outcome (once; later calls do nothing)."""
         if not self._done:
             self._done = True
             self.response.close()
-            self.stats.observe(self.backend.stats, outcome, self.ttfb)
+            self.stats.observe(self.backend.stats, outcome, self.ttfb, failure=failure)
 
 
 @dataclass
@@ -114,33 +136,51 @@ class Proxy:
     """The attempt loop, the stream passthrough and ``forward_chat``; see the module docstring."""
 
     def __init__(self, router: Router, stats: Stats, strategy: Strategy, *, retries: int,
-                 first_byte_timeout: float, read_timeout: float) -> None:
+                 first_byte_timeout: float, read_timeout: float,
+                 first_content_timeout: float = 30.0, hold_max_bytes: int = 1024 * 1024,
+                 error_patterns: Mapping[str, ErrorPatterns] | None = None) -> None:
         self.router = router
         self.stats = stats
         self.strategy = strategy
         self.retries = retries
         self.first_byte_timeout = first_byte_timeout
         self.read_timeout = read_timeout
+        self.first_content_timeout = first_content_timeout
+        self.hold_max_bytes = hold_max_bytes
+        self.error_patterns: Mapping[str, ErrorPatterns] = error_patterns or {}
         self.upstream: Upstream | None = None  # set by the app's lifespan
 
     async def call(self, job: Job) -> Answer | Opened:
         """Try candidates until one answers; raise ProviderFailed naming every one tried."""
-        tried: list[tuple[str, str]] = []
+        failed: list[_Failed] = []
         excluded: set[str] = set()
-        last: AttemptFailed | None = None
+        excused = False
         ctx = PickContext(job.plan.model, time.monotonic(), self.router.settings.routes)
-        for _ in range(self.retries + 1):
-            backend = self._choose(job.plan, excluded, ctx)
-            if backend is None:
-                break
-            excluded.add(backend.name)
-            try:
-                return await self._attempt(backend, job)
-            except AttemptFailed as exc:
-                tried.append((backend.name, describe(exc)))
-                last = exc
-        assert last is not None  # a plan always has a candidate
-        raise all_failed(tried, last)
+        try:
+            for _ in range(self.retries + 1):
+                backend = self._choose(job.plan, excluded, ctx)
+                if backend is None:
+                    break
+                excluded.add(backend.name)
+                try:
+                    return await self._attempt(backend, job, failed)
+                except AttemptFailed:
+                    continue
+            assert failed  # a plan always has a candidate
+            excused = same_failure_everywhere([f.exc for f in failed])
+            raise all_failed([(f.backend.name, f.exc) for f in failed], excused=excused)
+        finally:
+            self._settle(failed, excused)
+
+    def _settle(self, failed: list[_Failed], excused: bool) -> None:
+        """The verdicts of this request's failed attempts, now that the loop is over."""
+        now = time.time()
+        for f in failed:
+            exc = f.exc
+            failure = Failure(exc.failure, getattr(exc, "detail", None) or str(exc),
+                              exc.status, now, not excused)
+            self.stats.verdict(f.backend.stats, Outcome.EXCUSED if excused else Outcome.FAIL,
+                               f.seconds, exc.retry_after, failure)
 
     def _choose(self, plan: Plan, excluded: set[str], ctx: PickContext) -> Backend | None:
         pool = [b for b in plan.candidates if b.name not in excluded] if excluded else list(
@@ -152,8 +192,10 @@ class Proxy:
         assert isinstance(chosen, Backend)
         return chosen
 
-    async def _attempt(self, backend: Backend, job: Job) -> Answer | Opened:
-        """One provider, once. Records the outcome (an opened stream's when it is finished)."""
+    async def _attempt(self, backend: Backend, job: Job, failed: list[_Failed],
+                       ) -> Answer | Opened:
+        """One provider, once. Records the outcome (an opened stream's when it is finished;
+        a failure's, in ``failed``, when the loop is over)."""
         assert self.upstream is not None, "the gateway's lifespan has not started"
         model = job.plan.upstream_model(backend)
         started = self.stats.start(backend.stats)
@@ -163,34 +205,63 @@ class Proxy:
                 backend.origin, _encode(job, backend, model), self.first_byte_timeout)
             result = await self._receive(backend, job, response, started, model)
         except AttemptFailed as exc:
-            self._end(backend, response, Outcome.FAIL, started, getattr(exc, "retry_after", None))
+            _close(response)
+            self.stats.release(backend.stats)
+            failed.append(_Failed(backend, time.perf_counter() - started, exc))
             raise
         except BaseException:  # cancelled (or a bug): release, record no verdict, re-raise
-            self._end(backend, response, Outcome.CANCELLED, started)
+            _close(response)
+            self.stats.observe(backend.stats, Outcome.CANCELLED, 0.0)
             raise
         if isinstance(result, Answer):
-            self._end(backend, response, Outcome.OK, started)
-        return result
-
-    def _end(self, backend: Backend, response: UpstreamResponse | None, outcome: Outcome,
-             started: float, retry_after: float | None = None) -> None:
-        if response is not None:
             response.close()
-        self.stats.observe(backend.stats, outcome, time.perf_counter() - started, retry_after)
+            seconds = time.perf_counter() - started
+            if 200 <= result.status < 300:
+                self.stats.observe(backend.stats, Outcome.OK, seconds)
+            else:  # the request's fault: counted, no verdict on the provider
+                failure = Failure(FailureClass.CLIENT_ERROR, provider_message(result.body),
+                                  result.status, time.time(), False)
+                self.stats.observe(backend.stats, Outcome.EXCUSED, seconds, failure=failure)
+        return result
 
     async def _receive(self, backend: Backend, job: Job, response: UpstreamResponse,
                        started: float, model: str) -> Answer | Opened:
         status = response.status
-        if status >= 500 or status == 429:
-            detail = await response.read(self.read_timeout)
-            raise BadStatus(status, _detail(detail), _retry_after(response))
-        if job.stream and 200 <= status < 300:
-            first = await response.next_piece(self.first_byte_timeout)
-            ttfb = time.perf_counter() - started
-            return Opened(backend, response, first, ttfb, model, self.stats)
-        body = await response.read(self.read_timeout)
         content_type = response.header(b"content-type") or b"application/json"
-        return Answer(backend, status, content_type, body, model)
+        if not 200 <= status < 300:
+            body = await response.read(self.read_timeout)
+            if status in CLIENT_ERROR_STATUSES:
+                return Answer(backend, status, content_type, body, model)
+            raise BadStatus(status, provider_message(body), _retry_after(response))
+        patterns = self.error_patterns.get(backend.name, NO_PATTERNS)
+        if job.stream and not content_type.startswith(WHOLE_TYPES):
+            first = await self._hold(response, patterns)
+            return Opened(backend, response, first, time.perf_counter() - started, model,
+                          self.stats)
+        body = await response.read(self.read_timeout)
+        data = check_answer(body, patterns)
+        return Answer(backend, status, content_type, body, model, data)
+
+    async def _hold(self, response: UpstreamResponse, patterns: ErrorPatterns) -> bytes:
+        """The stream's bytes up to its first content (see :class:`gateway.truth.Held`)."""
+        held = Held(patterns, self.hold_max_bytes)
+        deadline = time.monotonic() + self.first_content_timeout
+        wait = min(self.first_byte_timeout, self.read_timeout)
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                piece = await response.next_piece(max(0.0, min(wait, left)))
+            except StreamBroken as exc:
+                if exc.failure is FailureClass.TIMEOUT and left <= wait:
+                    raise BadAnswer(f"no content within first_content_timeout "
+                                    f"({self.first_content_timeout:g}s)", timeout=True) from None
+                raise BadAnswer(f"the stream broke before any content: {exc}",
+                                timeout=exc.failure is FailureClass.TIMEOUT) from None
+            if not piece:
+                raise BadAnswer("the stream ended before any content")
+            if held.feed(piece):
+                return held.data
+            wait = self.read_timeout
 
     async def events(self, opened: Opened, *, error_event: bool = False,
                      ) -> AsyncGenerator[bytes, None]:
@@ -200,9 +271,10 @@ class Proxy:
         ``error`` event instead (and no ``[DONE]``). Always finishes ``opened``.
         """
         outcome, pending = Outcome.CANCELLED, opened.first
+        failure: Failure | None = None
         try:
             while True:
-                cut = _event_end(pending)
+                cut = event_end(pending)
                 if cut:
                     yield pending[:cut]
                     pending = pending[cut:]
@@ -215,12 +287,13 @@ class Proxy:
             outcome = Outcome.OK
         except StreamBroken as exc:
             outcome = Outcome.FAIL
+            failure = Failure(exc.failure, str(exc), opened.response.status, time.time())
             if not error_event:
                 raise
             err = _broken(opened.backend.name, exc)
             yield b"event: error\ndata: " + json.dumps(err.body()).encode() + b"\n\n"
         finally:
-            opened.finish(outcome)
+            opened.finish(outcome, failure)
 
     def sse(self, opened: Opened) -> AsyncGenerator[bytes, None]:
         """The SSE passthrough: the provider's events unchanged, or an ``error`` event at the
@@ -234,8 +307,9 @@ class Proxy:
 
         ``request`` needs a string ``model`` (unless ``plan`` or ``pin`` chooses one); its
         ``stream`` is replaced by ``stream``. ``pin`` is a provider name (``?provider=``).
-        Raises a :class:`~gateway.errors.GatewayError` (400/404/429/502/503/504, the provider's
-        own 4xx status) before anything is streamed. Returns :class:`ChatResult` or
+        Raises a :class:`~gateway.errors.GatewayError` (400/404/429/502/503/504, or
+        :class:`~gateway.errors.ProviderRejected` with the provider's own 4xx status) before
+        anything is streamed. Returns :class:`ChatResult` or
         :class:`ChatStream`, both naming the provider that answered.
         """
         if plan is None:
@@ -248,14 +322,10 @@ class Proxy:
         if isinstance(result, Opened):
             chunks = _Chunks(self._chunks(result), result)
             return ChatStream(result.backend.name, result.model, chunks)
-        if not 200 <= result.status < 300:
-            raise _rejected(result)
-        try:
-            body = json.loads(result.body)
-        except ValueError:
-            raise ProviderFailed(f"provider {result.backend.name!r} answered invalid JSON",
-                                 ) from None
-        return ChatResult(result.backend.name, result.model, body)
+        if result.data is None:  # only a client error comes without a parsed body
+            raise ProviderRejected(result.backend.name, result.status,
+                                   provider_message(result.body))
+        return ChatResult(result.backend.name, result.model, result.data)
 
     async def _chunks(self, opened: Opened) -> AsyncGenerator[dict[str, Any], None]:
         """An opened stream as parsed chunk dicts (the translated routes' view of it)."""
@@ -293,6 +363,20 @@ class _Chunks:
         self._opened.finish(Outcome.CANCELLED)  # a no-op if it was finished already
 
 
+@dataclass(frozen=True)
+class _Failed:
+    """One failed attempt of a request, its verdict not recorded yet."""
+
+    backend: Backend
+    seconds: float
+    exc: AttemptFailed
+
+
+def _close(response: UpstreamResponse | None) -> None:
+    if response is not None:
+        response.close()
+
+
 def _encode(job: Job, backend: Backend, model: str) -> bytes:
     """Request head and body; the body is re-encoded only if model or stream must change."""
     body, raw = job.body, job.raw
@@ -302,29 +386,12 @@ def _encode(job: Job, backend: Backend, model: str) -> bytes:
     return b"%b%d\r\n\r\n%b" % (backend.head("POST", job.path), len(raw), raw)
 
 
-def _event_end(buf: bytes) -> int:
-    """The index just past the last complete SSE event in ``buf`` (0 if none)."""
-    lf = buf.rfind(b"\n\n")
-    crlf = buf.rfind(b"\r\n\r\n")
-    return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
-
-
 def _data_lines(data: bytes) -> list[bytes]:
     out = []
     for line in data.splitlines():
         if line.startswith(b"data:"):
             out.append(line[5:].strip())
     return out
-
-
-def _detail(body: bytes) -> str:
-    """The message of a provider's error answer, shortened."""
-    try:
-        err = json.loads(body)["error"]
-        text = str(err.get("message", err) if isinstance(err, dict) else err)
-    except (ValueError, KeyError, TypeError):
-        text = body.decode("utf-8", "replace").strip()
-    return text[:DETAIL_LIMIT]
 
 
 def _retry_after(response: UpstreamResponse) -> float | None:
@@ -338,11 +405,3 @@ def _retry_after(response: UpstreamResponse) -> float | None:
 def _broken(name: str, exc: StreamBroken) -> ProviderFailed:
     message = f"provider {name!r} failed mid-stream: {exc}"
     return ProviderTimeout(message) if exc.status_code == 504 else ProviderFailed(message)
-
-
-def _rejected(answer: Answer) -> GatewayError:
-    """A provider's own 4xx, as an error a translated route can answer in its format."""
-    err = GatewayError(f"provider {answer.backend.name!r} answered HTTP {answer.status}: "
-                       f"{_detail(answer.body)}")
-    err.status_code, err.type, err.code = answer.status, "invalid_request_error", "provider_error"
-    return err

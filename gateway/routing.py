@@ -10,24 +10,32 @@ providers that may answer and the model each must be asked for.
 * Otherwise, with ``unknown_model: default``, any ready provider takes it and is asked for its
   own default model (the first in its list); with ``reject`` it is a 404 listing the models.
 
-Outlier ejection (:class:`OutlierPolicy`) takes a provider out of rotation after
-``eject_after`` consecutive failures, for ``eject_base`` seconds doubling (up to ``eject_max``)
-while it keeps failing; a 429's ``Retry-After`` cools it for that long. The proxy skips ejected
-candidates unless every candidate is ejected (panic mode: try them anyway).
+Outlier ejection (:class:`OutlierPolicy`) reacts to each failure's class. ``unreachable``,
+``timeout`` and ``upstream_error`` take a provider out of rotation after ``eject_after``
+consecutive failures, for ``eject_base`` seconds doubling (up to ``eject_max``) while it keeps
+failing. ``rate_limited`` cools it at once for its ``Retry-After`` (``eject_base`` without one).
+``auth_failed`` (its key, or the secret behind it, is wrong or expired) takes it out until the
+router sees that changed: its key in the view differs, or its process restarted after the
+failure (its status row's ``uptime_s`` is younger than the failure, or the router saw it leave
+``ready``), or a panic-mode try of it succeeds. ``client_error`` and excused failures change
+nothing. The proxy skips ejected candidates unless every candidate is ejected (panic mode: try
+them anyway).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from gateway.errors import NoProviderReady, NotFound
-from gateway.stats import Outcome, ProviderStats, Stats
+from gateway.errors import FailureClass, NoProviderReady, NotFound
+from gateway.stats import Failure, Outcome, ProviderStats, Stats
 from gateway.upstream import Origin
 from supervisor.config import GatewayConfig
 from supervisor.view import ProviderInfo, ProviderView
 
 USER_AGENT = "unigw"
+RESTART_SLACK_S = 0.5  # status rows round uptime; a restart this soon after a failure is missed
 
 
 @dataclass(eq=False)
@@ -154,12 +162,29 @@ class Router:
                 tuple(dict.fromkeys((*info.models, *learned))), self.stats.get(info.name),
                 info.weight, info.probe_ok, info.probe_ms))
         table = RoutingTable(backends)
+        self._renew_blocked(old, table)
         if self.on_ready is not None:
             for b in table.ready:
                 was = old.by_name.get(b.name)
                 if was is None or not was.ready:
                     self.on_ready(b)
         return table
+
+    def _renew_blocked(self, old: RoutingTable, table: RoutingTable) -> None:
+        """Put back auth-blocked providers whose key changed or whose process restarted."""
+        blocked = [b for b in table.backends if b.stats.auth_blocked]
+        if not blocked:
+            return
+        uptimes = {row.get("name"): row.get("uptime_s") for row in self.view.status()}
+        now = time.monotonic()
+        for b in blocked:
+            was = old.by_name.get(b.name)
+            uptime = uptimes.get(b.name)
+            restarted = isinstance(uptime, (int, float)) and uptime + RESTART_SLACK_S < (
+                now - b.stats.blocked_at)
+            if (was is not None and (was.info.key != b.info.key or not was.ready)
+                    and b.ready) or restarted:
+                b.stats.unblock()
 
     def plan(self, model: str) -> Plan:
         """The candidates for ``model`` (NotFound / NoProviderReady when there are none)."""
@@ -236,12 +261,20 @@ class OutlierPolicy:
         return cls(gw.eject_after, gw.eject_base, gw.eject_max)
 
     def __call__(self, stats: ProviderStats, outcome: Outcome, now: float,
-                 retry_after: float | None) -> None:
+                 retry_after: float | None, failure: Failure | None = None) -> None:
         if outcome is Outcome.OK:
             stats.ejections = 0
+            if stats.auth_blocked:
+                stats.unblock()  # a panic-mode try got through: its key works again
             return
-        if retry_after:
-            stats.ejected_until = max(stats.ejected_until, now + retry_after)
+        if outcome is not Outcome.FAIL:
+            return
+        kind = failure.kind if failure is not None else None
+        if kind is FailureClass.AUTH_FAILED:
+            stats.block(now)
+            return
+        if retry_after or kind is FailureClass.RATE_LIMITED:
+            stats.ejected_until = max(stats.ejected_until, now + (retry_after or self.base))
         if stats.consecutive_failures >= self.after and now >= stats.ejected_until:
             seconds = min(self.base * 2**stats.ejections, self.cap)
             stats.ejections += 1

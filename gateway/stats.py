@@ -1,10 +1,20 @@
 """Per-provider counters, kept by the proxy through one entry point: :meth:`Stats.observe`.
 
 The proxy calls :meth:`Stats.start` when an attempt begins and :meth:`Stats.observe` exactly
-once when it ends (from a ``finally``), so the in-flight count can never drift. The strategies
-and the outlier-ejection policy read these live numbers; nothing else writes them.
+once when it ends (from a ``finally``), so the in-flight count can never drift. A failed
+attempt inside a failover is the one exception: its slot is given back at once
+(:meth:`Stats.release`) and its verdict recorded when the request's attempt loop ends
+(:meth:`Stats.verdict`), because only then is it known whether every provider failed the
+request the same way (the poison-request rule, :func:`gateway.errors.same_failure_everywhere`),
+which excuses them. The strategies and the outlier-ejection policy read these live numbers;
+nothing else writes them.
 
-Latency is the time to the full answer for plain calls and the time to the first byte for
+What the status views may show of a provider's truth (typed, see :class:`ProviderStats`):
+``failures`` (counts by :class:`~gateway.errors.FailureClass`, excused ones included),
+``last_failure`` (a :class:`Failure`: class, the provider's own message, when) and
+:meth:`ProviderStats.serving`.
+
+Latency is the time to the full answer for plain calls and the time to the first content of
 streams. A failed attempt counts as slow: it is fed to the smoothed latency as at least
 :data:`ERROR_LATENCY_S`, so ``response_time`` steers away from failing providers.
 """
@@ -13,10 +23,13 @@ from __future__ import annotations
 
 import bisect
 import enum
+import math
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from gateway.errors import FailureClass
 
 EWMA_ALPHA = 0.3
 ERROR_LATENCY_S = 1.0
@@ -28,14 +41,50 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 class Outcome(enum.Enum):
     """How one attempt at one provider ended."""
 
-    OK = "ok"  # the provider answered (any status but 5xx/429), or a stream ended cleanly
-    FAIL = "fail"  # connect error, timeout, 5xx, 429, or a stream broken mid-way
+    OK = "ok"  # a real answer, or a stream that ended cleanly
+    FAIL = "fail"  # any FailureClass but client_error, blamed on the provider
+    EXCUSED = "excused"  # the request's fault (client_error, or a poison request): no verdict
     CANCELLED = "cancelled"  # the client went away first: no verdict on the provider
+
+
+class Serving(str, enum.Enum):
+    """Whether a provider's answers are really answers (DESIGN.md ``serving``)."""
+
+    OK = "ok"
+    FAILING = "failing"
+    RATE_LIMITED = "rate_limited"
+    AUTH_FAILED = "auth_failed"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed attempt as recorded: its class, the provider's own message, and when.
+
+    ``message`` is what the provider said (its error message, shortened) or, when it said
+    nothing, what the gateway saw ("connect error: ...", "the stream ended before any
+    content"). ``status`` is its HTTP status, None when it never answered. ``at`` is wall-clock
+    time (``time.time()``). ``blamed`` is False when the failure was excused as the request's
+    fault (``client_error``, or the poison-request rule); then it is counted but does not
+    weigh on ejection or ``serving``.
+    """
+
+    kind: FailureClass
+    message: str
+    status: int | None
+    at: float
+    blamed: bool = True
 
 
 @dataclass(eq=False)
 class ProviderStats:
-    """Live counters of one provider. Survive routing-table rebuilds (keyed by name)."""
+    """Live counters of one provider. Survive routing-table rebuilds (keyed by name).
+
+    ``failures`` counts failed attempts by class (excused ones too); ``last_failure`` is the
+    latest :class:`Failure` (None before any); ``auth_blocked`` is True from an ``auth_failed``
+    until the router sees the provider's key change or its process restart, or it answers
+    (see :mod:`gateway.routing`); :meth:`serving` sums it up.
+    """
 
     name: str
     requests: int = 0
@@ -50,6 +99,41 @@ class ProviderStats:
     buckets: list[int] = field(default_factory=lambda: [0] * (len(BUCKETS) + 1))
     latency_sum: float = 0.0
     latency_count: int = 0
+    failures: Counter[FailureClass] = field(default_factory=Counter)
+    last_failure: Failure | None = None
+    auth_blocked: bool = False
+    blocked_at: float = 0.0  # monotonic time of the auth failure that blocked it
+
+    def serving(self, now: float) -> Serving:
+        """What the recent outcomes say (``now`` is ``time.monotonic()``):
+
+        * ``auth_failed`` while ``auth_blocked``;
+        * ``unknown`` when no blamed outcome is younger than WINDOW_AGE_S (excused ones and
+          cancelled streams say nothing about the provider);
+        * ``ok`` when the latest one was a success;
+        * ``rate_limited`` when it was a rate limit and the provider is still cooling;
+        * ``failing`` otherwise (its latest outcome failed: see ``last_failure``).
+        """
+        if self.auth_blocked:
+            return Serving.AUTH_FAILED
+        if not self.recent or now - self.recent[-1][0] > WINDOW_AGE_S:
+            return Serving.UNKNOWN
+        if self.recent[-1][1]:
+            return Serving.OK
+        last = self.last_failure
+        if last is not None and last.kind is FailureClass.RATE_LIMITED and (
+                self.ejected_until > now):
+            return Serving.RATE_LIMITED
+        return Serving.FAILING
+
+    def block(self, now: float) -> None:
+        """Out of traffic until unblocked (an auth failure)."""
+        self.auth_blocked, self.blocked_at, self.ejected_until = True, now, math.inf
+
+    def unblock(self) -> None:
+        """Back in traffic, with a clean slate of failures."""
+        self.auth_blocked, self.ejected_until = False, 0.0
+        self.consecutive_failures = self.ejections = 0
 
     def success_rate(self, now: float) -> tuple[int, int]:
         """(successes, outcomes) among the recent outcomes younger than WINDOW_AGE_S."""
@@ -66,8 +150,8 @@ class ProviderStats:
         self.last_sample = now
 
 
-# Called after every observed outcome: (stats, outcome, now, retry_after) → None.
-OutcomeHook = Callable[[ProviderStats, Outcome, float, "float | None"], None]
+# Called after every verdict: (stats, outcome, now, retry_after, failure) → None.
+OutcomeHook = Callable[[ProviderStats, Outcome, float, "float | None", "Failure | None"], None]
 
 
 class Stats:
@@ -94,11 +178,25 @@ class Stats:
         return time.perf_counter()
 
     def observe(self, stats: ProviderStats, outcome: Outcome, seconds: float,
-                retry_after: float | None = None) -> None:
-        """An attempt ended after ``seconds`` (full answer, or first byte of a stream)."""
+                retry_after: float | None = None, failure: Failure | None = None) -> None:
+        """An attempt ended after ``seconds`` (full answer, or first content of a stream)."""
+        self.release(stats)
+        self.verdict(stats, outcome, seconds, retry_after, failure)
+
+    def release(self, stats: ProviderStats) -> None:
+        """An attempt ended; its verdict follows with :meth:`verdict` (see the docstring)."""
         stats.in_flight -= 1
+
+    def verdict(self, stats: ProviderStats, outcome: Outcome, seconds: float,
+                retry_after: float | None = None, failure: Failure | None = None) -> None:
+        """Record how an attempt that already ended went."""
         now = time.monotonic()
         if outcome is Outcome.CANCELLED:
+            return
+        if failure is not None:
+            stats.failures[failure.kind] += 1
+            stats.last_failure = failure
+        if outcome is Outcome.EXCUSED:
             return
         ok = outcome is Outcome.OK
         stats.recent.append((now, ok))
@@ -113,4 +211,4 @@ class Stats:
             stats.consecutive_failures += 1
             stats._sample(max(seconds, ERROR_LATENCY_S, 2 * (stats.ewma_s or 0.0)), now)
         if self.on_outcome is not None:
-            self.on_outcome(stats, outcome, now, retry_after)
+            self.on_outcome(stats, outcome, now, retry_after, failure)

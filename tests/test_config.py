@@ -153,6 +153,26 @@ def test_missing_secret_is_recorded_not_fatal(tmp_path: Path) -> None:
         ),
         ("gateway:\n  bogus: 1\n", "providers.yaml: gateway: bogus: unknown field"),
         (
+            "gateway:\n  first_content_timeout: 0\n",
+            "providers.yaml: gateway: first_content_timeout: must be more than 0 seconds, got 0",
+        ),
+        (
+            "gateway:\n  hold_max_bytes: 0\n",
+            "providers.yaml: gateway: hold_max_bytes: must be at least 1, got 0",
+        ),
+        (
+            provider(error_patterns=["ok", "/([a-z/"]),
+            "providers.yaml: providers[0] (p1): error_patterns: item 1: '/([a-z/' is not a valid",
+        ),
+        (
+            provider(error_patterns=[""]),
+            "providers.yaml: providers[0] (p1): error_patterns: item 0: must not be empty",
+        ),
+        (
+            provider(error_patterns="Failed"),
+            "providers.yaml: providers[0] (p1): error_patterns: must be a list of strings",
+        ),
+        (
             "supervisor:\n  probe_interval: soon\n",
             "providers.yaml: supervisor: probe_interval: must be a number, got a string 'soon'",
         ),

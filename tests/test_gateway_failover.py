@@ -96,9 +96,11 @@ def test_when_every_candidate_is_ejected_they_are_tried_anyway(tmp_path: Path) -
                  retries=1) as c:
         client = c.client()
         c.echo_config("a", status=500)
-        c.echo_config("b", status=500)
+        c.echo_config("b", status=503)  # not the same failure: not excused as the request's
         with pytest.raises(openai.InternalServerError):
             chat(client)
+        metrics = httpx.get(c.url + "/metrics").text
+        assert all(f'unigw_provider_ejected{{provider="{n}"}} 1' in metrics for n in "ab")
         c.echo_config("a", status=None)
         c.echo_config("b", status=None)
         assert chat(client, "recovered")[1] == "recovered"  # panic mode: not a 503

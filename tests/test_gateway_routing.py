@@ -148,11 +148,12 @@ def test_in_flight_never_drifts() -> None:
 
 
 def test_when_all_fail_the_last_failure_picks_the_status_and_each_is_named() -> None:
-    err = all_failed([("a", "HTTP 500"), ("b", "connect error")], ConnectFailed("refused"))
+    err = all_failed([("a", BadStatus(500, "")), ("b", ConnectFailed("refused"))])
     assert isinstance(err, ProviderFailed) and err.status_code == 502
-    assert "a: HTTP 500" in err.message and "b: connect error" in err.message
-    assert isinstance(all_failed([("a", "x")], FirstByteTimeout("slow")), ProviderTimeout)
-    limited = all_failed([("a", "x")], BadStatus(429, "", retry_after=7))
+    assert "a: HTTP 500 [upstream_error]" in err.message
+    assert "b: connect error: refused [unreachable]" in err.message
+    assert isinstance(all_failed([("a", FirstByteTimeout("slow"))]), ProviderTimeout)
+    limited = all_failed([("a", BadStatus(429, "", retry_after=7))])
     assert limited.status_code == 429 and limited.headers["Retry-After"] == "7"
 
 

@@ -45,6 +45,14 @@ def check_provider(p: dict[str, Any], where: str, problems: list[str]) -> None:
         bad("ready_when", f"must be one of {', '.join(READY_WHEN)}, got {p['ready_when']!r}")
     if p.get("weight", 1) < 1:
         bad("weight", f"must be at least 1, got {p['weight']}")
+    for i, pattern in enumerate(p.get("error_patterns", ())):
+        if not pattern or pattern == "//":
+            bad("error_patterns", f"item {i}: must not be empty (it would match every answer)")
+        elif len(pattern) >= 2 and pattern.startswith("/") and pattern.endswith("/"):
+            try:
+                re.compile(pattern[1:-1])
+            except re.error as exc:
+                bad("error_patterns", f"item {i}: {pattern!r} is not a valid regex: {exc}")
     cwd = Path(p.get("cwd", "."))
     if cwd.is_absolute() or ".." in cwd.parts:
         bad("cwd", f"must be a folder inside the clone, got {str(cwd)!r}")
@@ -74,6 +82,11 @@ def check_gateway(
                         f"{gw['request_timeout']}")
     if gw.get("max_clients", 1) < 1:
         problems.append(f"{where}: max_clients: must be at least 1, got {gw['max_clients']}")
+    if gw.get("first_content_timeout", 1) <= 0:
+        problems.append(f"{where}: first_content_timeout: must be more than 0 seconds, "
+                        f"got {gw['first_content_timeout']}")
+    if gw.get("hold_max_bytes", 1) < 1:
+        problems.append(f"{where}: hold_max_bytes: must be at least 1, got {gw['hold_max_bytes']}")
     names = {p.get("name") for p in providers}
     for model, prefs in gw.get("routes", {}).items():
         for name in prefs:

@@ -56,7 +56,10 @@ class GatewayConfig:
     retries: int = 2
     connect_timeout: float = 3.0
     first_byte_timeout: float = 60.0
+    # seconds from a stream's 2xx headers to its first content (a role-only chunk is not)
+    first_content_timeout: float = 30.0
     read_timeout: float = 300.0
+    hold_max_bytes: int = 1024 * 1024  # bytes a stream may send before its first content
     max_body_bytes: int = 10 * 1024 * 1024
     api_keys: tuple[str, ...] = ()
     admin_key: str = ""
@@ -125,6 +128,8 @@ class ProviderConfig:
     python: str | None = None
     toolchain: str | None = None  # this provider's version of its runtime's tool (go/deno/node)
     description: str = ""
+    # texts of answers that are really upstream errors: substrings, or /regexes/
+    error_patterns: tuple[str, ...] = ()
     secret_env: frozenset[str] = field(default=frozenset(), metadata=_DERIVED)
     secret_args: frozenset[int] = field(default=frozenset(), metadata=_DERIVED)
     key_is_secret: bool = field(default=False, metadata=_DERIVED)

@@ -1,0 +1,245 @@
+"""Whether a provider's 2xx answer is really an answer: the judge behind failover.
+
+Free "web chat → API" providers fail in ways that look like success (measured, PROVIDERS.md
+"Failure shapes"): a 200 stream that sends an ``error`` object and ``[DONE]``, a 200 stream
+with one role-only chunk that then closes, a chunk with ``finish_reason: "error"``, a 200 JSON
+with an ``error`` member, a 2xx HTML page, the site's error page as the assistant's text.
+
+* :func:`check_answer` judges a whole non-streaming 2xx body: it is a failure if it is not
+  JSON, has an ``error`` member, has no ``choices``, or all its choices finished with
+  ``"error"`` or carry neither content nor tool calls, or its text matches the provider's
+  ``error_patterns``.
+* :class:`Held` judges a stream's first events as they arrive, until one commits it: an event
+  with content (non-empty ``content``, ``reasoning_content``, ``tool_calls``,
+  ``function_call``, ``refusal``, or a completion's ``text``) or a normal finish
+  (``stop``/``length``/``tool_calls``/``content_filter``/``function_call``). Role-only and
+  empty deltas, usage-only chunks and SSE comments are held. An ``error`` object or
+  ``event: error``, ``finish_reason: "error"``, ``[DONE]``, a non-JSON event, or first
+  content matching ``error_patterns`` before that point fail the attempt, and so does holding
+  more than ``hold_max_bytes``.
+
+Every failure is a :class:`~gateway.errors.BadAnswer` carrying the provider's own message.
+
+``error_patterns`` (per provider in providers.yaml): each entry is a substring, matched
+case-insensitively, or a regular expression written between slashes (``/^<!DOCTYPE/``),
+searched with Python's :func:`re.search` as written (add ``(?i)`` for case-insensitivity). Only
+the text of a non-streaming answer and the first content of a stream are checked, so anchor
+patterns to how an error page starts rather than to words a real answer could contain.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.errors import BadAnswer
+
+DETAIL_LIMIT = 300  # characters of a provider's message kept
+NORMAL_FINISH = frozenset(("stop", "length", "tool_calls", "content_filter", "function_call"))
+CONTENT_FIELDS = ("content", "reasoning_content", "tool_calls", "function_call", "refusal")
+_EVENT_SPLIT = re.compile(rb"\r?\n\r?\n")
+
+
+@dataclass(frozen=True)
+class ErrorPatterns:
+    """A provider's ``error_patterns``, compiled; see the module docstring."""
+
+    substrings: tuple[str, ...] = ()
+    regexes: tuple[re.Pattern[str], ...] = ()
+
+    @classmethod
+    def of(cls, patterns: Sequence[str]) -> ErrorPatterns:
+        subs, regexes = [], []
+        for p in patterns:
+            if len(p) >= 2 and p.startswith("/") and p.endswith("/"):
+                regexes.append(re.compile(p[1:-1]))
+            else:
+                subs.append(p.casefold())
+        return cls(tuple(subs), tuple(regexes))
+
+    def match(self, text: str) -> str | None:
+        """The first pattern ``text`` matches, as written in the config, or None."""
+        if self.substrings:
+            folded = text.casefold()
+            for sub in self.substrings:
+                if sub in folded:
+                    return sub
+        for rx in self.regexes:
+            if rx.search(text):
+                return f"/{rx.pattern}/"
+        return None
+
+
+NO_PATTERNS = ErrorPatterns()
+
+
+def provider_message(body: bytes) -> str:
+    """The message of a provider's error answer (``error``/``detail``/``message``), shortened."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return _short(body.decode("utf-8", "replace"))
+    if isinstance(data, dict):
+        for key in ("error", "detail", "message"):
+            if data.get(key):
+                return error_text(data[key])
+    return _short(json.dumps(data, ensure_ascii=False))
+
+
+def error_text(err: Any) -> str:
+    """An ``error`` member as text: its ``message`` if it has one."""
+    if isinstance(err, dict) and err.get("message"):
+        err = err["message"]
+    return _short(err if isinstance(err, str) else json.dumps(err, ensure_ascii=False))
+
+
+def _short(text: str) -> str:
+    return " ".join(text.split())[:DETAIL_LIMIT]
+
+
+def check_answer(body: bytes, patterns: ErrorPatterns) -> dict[str, Any]:
+    """A non-streaming 2xx body as a dict, or :class:`BadAnswer` if it is really an error."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise BadAnswer(f"not JSON: {_short(body.decode('utf-8', 'replace'))}") from None
+    if not isinstance(data, dict):
+        raise BadAnswer(f"not a JSON object: {_short(body.decode('utf-8', 'replace'))}")
+    if data.get("error"):
+        raise BadAnswer(f"error: {error_text(data['error'])}", said_error=True)
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise BadAnswer(f"no choices: {_short(body.decode('utf-8', 'replace'))}")
+    texts, real = [], False
+    for choice in choices:
+        if not isinstance(choice, dict) or choice.get("finish_reason") == "error":
+            continue
+        message = choice.get("message")
+        part = message if isinstance(message, dict) else {}
+        if _has_content(part) or choice.get("text"):
+            real = True
+            texts.append(_text(part, choice))
+    if not real:
+        errored = any(isinstance(c, dict) and c.get("finish_reason") == "error" for c in choices)
+        why = 'finish_reason "error"' if errored else "no content and no tool calls"
+        raise BadAnswer(f"{why}: {_short(body.decode('utf-8', 'replace'))}",
+                        said_error=errored)
+    _check_patterns("".join(texts), patterns)
+    return data
+
+
+def _has_content(part: dict[str, Any]) -> bool:
+    return any(part.get(f) for f in CONTENT_FIELDS)
+
+
+def _text(part: dict[str, Any], choice: dict[str, Any]) -> str:
+    content = part.get("content") if part else choice.get("text")
+    return content if isinstance(content, str) else ""
+
+
+def _check_patterns(text: str, patterns: ErrorPatterns) -> None:
+    if text and patterns is not NO_PATTERNS:
+        hit = patterns.match(text)
+        if hit is not None:
+            raise BadAnswer(f"its text matches error pattern {hit!r}: {_short(text)}")
+
+
+class Held:
+    """A stream's bytes until its commit point; see the module docstring.
+
+    :meth:`feed` each piece as it arrives: it returns True once an event committed the
+    stream (then :attr:`data` is every byte so far, to send unchanged) and raises
+    :class:`BadAnswer` if the stream failed before that.
+    """
+
+    def __init__(self, patterns: ErrorPatterns, max_bytes: int) -> None:
+        self.patterns = patterns
+        self.max_bytes = max_bytes
+        self.data = b""
+        self._scanned = 0  # bytes of ``data`` already judged (whole events)
+
+    def feed(self, piece: bytes) -> bool:
+        data = self.data = self.data + piece if self.data else piece
+        end = event_end(data)
+        if end > self._scanned:
+            events = _EVENT_SPLIT.split(data[self._scanned:end])
+            self._scanned = end
+            for event in events:
+                if event and self._judge(event):
+                    return True
+        if len(data) > self.max_bytes:
+            raise BadAnswer(f"held {len(data)} bytes with no content (over hold_max_bytes "
+                            f"{self.max_bytes})")
+        return False
+
+    def _judge(self, event: bytes) -> bool:
+        """True if ``event`` commits the stream, False to hold it; raises if it failed."""
+        name, payload = _parse_event(event)
+        if name == "error":
+            raise BadAnswer(f"error event: {_event_error(payload)}", said_error=True)
+        if payload is None:
+            return False  # comments, or fields without data
+        if payload == "[DONE]":
+            raise BadAnswer("the stream ended ([DONE]) before any content")
+        try:
+            chunk = json.loads(payload)
+        except ValueError:
+            raise BadAnswer(f"an event that is not JSON: {_short(payload)}") from None
+        if not isinstance(chunk, dict):
+            raise BadAnswer(f"an event that is not a JSON object: {_short(payload)}")
+        if chunk.get("error"):
+            raise BadAnswer(f"error: {error_text(chunk['error'])}", said_error=True)
+        return self._judge_choices(chunk.get("choices"), payload)
+
+    def _judge_choices(self, choices: Any, payload: str) -> bool:
+        if not isinstance(choices, list):
+            return False
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            finish = choice.get("finish_reason")
+            if finish == "error":
+                raise BadAnswer(f'finish_reason "error": {_short(payload)}', said_error=True)
+            delta = choice.get("delta")
+            part = delta if isinstance(delta, dict) else {}
+            if _has_content(part) or choice.get("text"):
+                _check_patterns(_text(part, choice), self.patterns)
+                return True
+            if finish in NORMAL_FINISH:
+                return True
+        return False
+
+
+def _parse_event(event: bytes) -> tuple[str | None, str | None]:
+    """(``event:`` name, the ``data:`` lines joined) of one SSE event."""
+    name, data = None, []
+    for line in event.decode("utf-8", "replace").splitlines():
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "data":
+            data.append(value)
+        elif field == "event":
+            name = value.strip()
+    return name, ("\n".join(data) if data else None)
+
+
+def _event_error(payload: str | None) -> str:
+    if not payload:
+        return "(no message)"
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return _short(payload)
+    if isinstance(data, dict) and data.get("error"):
+        return error_text(data["error"])
+    return error_text(data)
+
+
+def event_end(buf: bytes) -> int:
+    """The index just past the last complete SSE event in ``buf`` (0 if none)."""
+    lf = buf.rfind(b"\n\n")
+    crlf = buf.rfind(b"\r\n\r\n")
+    return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
