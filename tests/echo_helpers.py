@@ -19,8 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -138,3 +140,18 @@ def start_echo(
             raise RuntimeError(f"echo provider {argv} did not get ready: {text}")
         time.sleep(0.05)
     return echo
+
+
+def spawn_echoes() -> Iterator[Callable[..., EchoProc]]:
+    """A fixture body (``pytest.fixture(spawn_echoes, name="spawn")``): start echo providers
+    with given knobs (``start_echo``'s arguments); all are stopped when the test ends."""
+    started: list[EchoProc] = []
+
+    def _spawn(*args: str, **kwargs: Any) -> EchoProc:
+        proc = start_echo(*args, **kwargs)
+        started.append(proc)
+        return proc
+
+    yield _spawn
+    for proc in started:
+        proc.stop(timeout=3)

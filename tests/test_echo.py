@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import httpx
 import openai
 import pytest
-from echo_helpers import REPO_ROOT, EchoProc, free_port, start_echo
+from echo_helpers import REPO_ROOT, EchoProc, free_port, spawn_echoes, start_echo
 from openai import OpenAI
 
 pytestmark = pytest.mark.timeout(60)
@@ -50,19 +50,7 @@ def client(echo: EchoProc) -> OpenAI:
     return client_for(echo)
 
 
-@pytest.fixture
-def spawn() -> Iterator[Callable[..., EchoProc]]:
-    """Start echo providers with given knobs; all are stopped when the test ends."""
-    started: list[EchoProc] = []
-
-    def _spawn(*args: str, **kwargs: object) -> EchoProc:
-        proc = start_echo(*args, **kwargs)  # type: ignore[arg-type]
-        started.append(proc)
-        return proc
-
-    yield _spawn
-    for proc in started:
-        proc.stop(timeout=3)
+spawn = pytest.fixture(spawn_echoes, name="spawn")
 
 
 # -- answers ---------------------------------------------------------------------------------
@@ -107,7 +95,7 @@ def test_chat_stream_deltas_join_to_the_reply_then_usage(client: OpenAI) -> None
         stream_options={"include_usage": True},
     ))
     assert chunks[0].choices[0].delta.role == "assistant"
-    assert chunks[0].choices[0].delta.content == ""
+    assert chunks[0].choices[0].delta.content is None  # a role-only chunk, as real streams
     deltas = [c.choices[0].delta.content for c in chunks[1:-2]]
     assert len(deltas) == 4 and "".join(deltas) == text  # type: ignore[arg-type]
     assert chunks[-2].choices[0].finish_reason == "stop"

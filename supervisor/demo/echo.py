@@ -12,9 +12,13 @@ Routes::
 What it answers is described in :mod:`supervisor.demo.replies`. Every knob is a flag and an
 environment variable ``UNIGW_ECHO_<NAME>`` (the flag wins);
 ``python -m supervisor.demo.echo --help`` lists them. ``latency``, ``chunk_delay``,
-``error_rate``, ``status``, ``retry_after`` and ``hang`` can also be changed at run time with
-``POST /_echo/config``. ``/_echo/*`` never needs the API key and never hangs, so a test can
-always look inside and release a hang.
+``error_rate``, ``status``, ``retry_after``, ``hang`` and the failure knobs below can also be
+changed at run time with ``POST /_echo/config``. ``/_echo/*`` never needs the API key and never
+hangs, so a test can always look inside and release a hang.
+
+To fail like a real provider, ``--failure SHAPE`` (``--fail-first N`` of the chat calls,
+``--failure-delay S``) and ``--health k2think2api3`` (``--health-fail-after K``): see
+:mod:`supervisor.demo.failures`; ``{"failure": null}`` on ``/_echo/config`` stops failing.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Any
 
 import uvicorn
 
+from supervisor.demo import failures
 from supervisor.demo.knobs import EchoConfig, Knobs, Stats, parse_config
 from supervisor.demo.replies import (
     EchoError,
@@ -42,6 +47,8 @@ from supervisor.demo.replies import (
     chat_stream,
     completion_stream,
     dumps,
+    error_text_reply,
+    include_usage,
     parse_body,
     plan_chat,
     plan_completion,
@@ -73,11 +80,14 @@ async def _read_body(receive: Receive) -> bytes:
     return b"".join(parts)
 
 
-async def _send_json(send: Send, status: int, obj: Any, headers: Headers = ()) -> None:
-    body = dumps(obj)
+async def _send_body(send: Send, status: int, body: bytes, headers: Headers = ()) -> None:
     head = [JSON_TYPE, (b"content-length", str(len(body)).encode()), *headers]
     await send({"type": "http.response.start", "status": status, "headers": head})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _send_json(send: Send, status: int, obj: Any, headers: Headers = ()) -> None:
+    await _send_body(send, status, dumps(obj), headers)
 
 
 async def _wait_disconnect(receive: Receive) -> None:
@@ -98,8 +108,9 @@ class EchoApp:
 
     def __init__(self, config: EchoConfig) -> None:
         self.config = config
-        self.knobs = Knobs(config.latency, config.chunk_delay, config.error_rate,
-                           config.status, config.retry_after)
+        self.knobs = Knobs.from_config(config)
+        self._failed = 0  # chat calls failed since --failure / --fail-first were set
+        self._token_failures = 0  # failed chats the lying /health counts
         self.hang_after = config.hang_after
         self.stats = Stats()
         self.created = int(time.time())
@@ -208,15 +219,25 @@ class EchoApp:
 
     async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = parse_body(await _read_body(receive))
-        model = self._model(body)
-        serial = next(self._serial)
+        model, serial = self._model(body), next(self._serial)
         reply = plan_chat(body, serial)
+        shape = self._failure_due()
+        if shape == "error-as-content":
+            reply = error_text_reply(reply, failures.K2THINK_REFRESH)
         rid, created = f"chatcmpl-echo-{serial}", int(time.time())
-        if body.get("stream") is True:
-            usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            await self._stream(chat_stream(reply, rid, model, created, usage), receive, send)
+        stream = body.get("stream") is True
+        if stream:
+            answer: Iterator[tuple[bool, bytes]] | bytes = chat_stream(
+                reply, rid, model, created, include_usage(body))
         else:
-            await _send_json(send, 200, chat_completion(reply, rid, model, created))
+            answer = dumps(chat_completion(reply, rid, model, created))
+        if shape is None:
+            await self._answer(answer, receive, send)
+            return
+        normal = (answer,) if isinstance(answer, bytes) else tuple(e for _, e in answer)
+        ask = failures.Ask(stream, model, serial, created, normal, self._token_active())
+        self._token_failures += 1
+        await failures.send(failures.build(shape, ask, self.knobs.failure_delay), send)
 
     async def _completions(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = parse_body(await _read_body(receive))
@@ -224,10 +245,33 @@ class EchoApp:
         reply = plan_completion(body)
         rid, created = f"cmpl-echo-{next(self._serial)}", int(time.time())
         if body.get("stream") is True:
-            usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            await self._stream(completion_stream(reply, rid, model, created, usage), receive, send)
+            usage = include_usage(body)
+            await self._answer(completion_stream(reply, rid, model, created, usage), receive, send)
         else:
-            await _send_json(send, 200, text_completion(reply, rid, model, created))
+            await self._answer(dumps(text_completion(reply, rid, model, created)), receive, send)
+
+    async def _answer(self, answer: Iterator[tuple[bool, bytes]] | bytes, receive: Receive,
+                      send: Send) -> None:
+        """A JSON body, or a stream of SSE events."""
+        if isinstance(answer, bytes):
+            await _send_body(send, 200, answer)
+        else:
+            await self._stream(answer, receive, send)
+
+    def _failure_due(self) -> str | None:
+        """The failure shape this chat call gets, counting it; None when it answers normally."""
+        knobs = self.knobs
+        if knobs.failure is None:
+            return None
+        if knobs.fail_first is not None and self._failed >= knobs.fail_first:
+            return None
+        self._failed += 1
+        self.stats.chats_failed += 1
+        return knobs.failure
+
+    def _token_active(self) -> bool:
+        """k2think2api3's one token: good until ``health_fail_after`` failed chats."""
+        return self._token_failures < self.knobs.health_fail_after
 
     async def _stream(self, events: Iterator[tuple[bool, bytes]], receive: Receive,
                       send: Send) -> None:
@@ -268,7 +312,11 @@ class EchoApp:
         await _send_json(send, 200, {"object": "list", "data": data})
 
     async def _health(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _send_json(send, 200, {"status": "ok"})
+        if self.knobs.health == "k2think2api3":
+            body = failures.k2think_health(self._token_active(), self._token_failures)
+            await _send_body(send, 200, body)
+        else:
+            await _send_json(send, 200, {"status": "ok"})
 
     async def _root(self, scope: Scope, receive: Receive, send: Send) -> None:
         await _send_json(send, 200, {
@@ -284,7 +332,12 @@ class EchoApp:
         await _send_json(send, 200, {**stats, "pid": os.getpid()})
 
     async def _config(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self.knobs.update(parse_body(await _read_body(receive)))
+        changes = parse_body(await _read_body(receive))
+        self.knobs.update(changes)
+        if changes.keys() & {"failure", "fail_first"}:
+            self._failed = 0  # --fail-first counts from the change
+        if changes.keys() & {"health", "health_fail_after"}:
+            self._token_failures = 0  # a fresh token
         if not self.knobs.hang and self.hang_after is not None:
             self.hang_after = None  # hang=false also lifts --hang-after
         if not self.knobs.hang:

@@ -8,39 +8,34 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from supervisor.demo.failures import SHAPES
 from supervisor.demo.replies import EchoError
 
 ENV_PREFIX = "UNIGW_ECHO_"
+HEALTH_SHAPES = ("ok", "k2think2api3")
 
 
 # -- parsing one knob from a string (a flag, an env var, or str() of a JSON value) --------------
 
-def _seconds(raw: str) -> float:
-    value = float(raw)
-    if not value >= 0:
-        raise ValueError(f"{raw!r} is not a number of seconds >= 0")
-    return value
+def _checked(convert: Callable[[str], Any], ok: Callable[[Any], bool],
+             why: str) -> Callable[[str], Any]:
+    """A parser: ``convert`` the text, then refuse a value that is not ``ok`` (``why``)."""
+    def parse(raw: str) -> Any:
+        value = convert(raw)
+        if not ok(value):
+            raise ValueError(f"{raw!r} {why}")
+        return value
+    return parse
 
 
-def _fraction(raw: str) -> float:
-    value = float(raw)
-    if not 0 <= value <= 1:
-        raise ValueError(f"{raw!r} is not between 0 and 1")
-    return value
-
-
-def _count(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise ValueError(f"{raw!r} is negative")
-    return value
-
-
-def _status(raw: str) -> int:
-    value = int(raw)
-    if not 200 <= value <= 599:
-        raise ValueError(f"{raw!r} is not an HTTP status between 200 and 599")
-    return value
+_seconds = _checked(float, lambda v: v >= 0, "is not a number of seconds >= 0")
+_fraction = _checked(float, lambda v: 0 <= v <= 1, "is not between 0 and 1")
+_count = _checked(int, lambda v: v >= 0, "is negative")
+_status = _checked(int, lambda v: 200 <= v <= 599, "is not an HTTP status between 200 and 599")
+_failure = _checked(lambda raw: raw.strip(), lambda v: v in SHAPES,
+                    f"is not a failure shape; known: {', '.join(SHAPES)}")
+_health = _checked(lambda raw: raw.strip(), lambda v: v in HEALTH_SHAPES,
+                   f"is not a health shape; known: {', '.join(HEALTH_SHAPES)}")
 
 
 def _retry_after(raw: str) -> str:
@@ -90,6 +85,13 @@ class EchoConfig:
     strict_models: bool = _opt(False, _flag, "404 model_not_found for unknown models")
     spawn_child: bool = _opt(False, _flag, "spawn a grandchild that sleeps forever")
     seed: int = _opt(0, int, "seed of the error-rate random generator")
+    failure: str | None = _opt(None, _failure, "answer chat calls like a failing real provider: "
+                               + "|".join(SHAPES) + " (see supervisor/demo/failures.py)")
+    fail_first: int | None = _opt(None, _count, "only the first N chat calls fail (default all)")
+    failure_delay: float | None = _opt(None, _seconds, "seconds replacing the shape's own delay")
+    health: str = _opt("ok", _health, "GET /health shape: ok, or k2think2api3 (always "
+                       "'healthy', tokens.active 0 after --health-fail-after failed chats)")
+    health_fail_after: int = _opt(3, _count, "failed chats after which the token is inactive")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -134,8 +136,10 @@ def parse_config(argv: list[str] | None, environ: Mapping[str, str]) -> EchoConf
 _KNOB_PARSERS: dict[str, Callable[[str], Any]] = {
     "latency": _seconds, "chunk_delay": _seconds, "error_rate": _fraction,
     "status": _status, "retry_after": _retry_after, "hang": _flag,
+    "failure": _failure, "fail_first": _count, "failure_delay": _seconds,
+    "health": _health, "health_fail_after": _count,
 }
-_NULLABLE = {"status", "retry_after"}
+_NULLABLE = {"status", "retry_after", "failure", "fail_first", "failure_delay"}
 
 
 @dataclasses.dataclass
@@ -147,7 +151,18 @@ class Knobs:
     error_rate: float
     status: int | None
     retry_after: str | None
+    failure: str | None = None
+    fail_first: int | None = None
+    failure_delay: float | None = None
+    health: str = "ok"
+    health_fail_after: int = 3
     hang: bool = False
+
+    @classmethod
+    def from_config(cls, config: EchoConfig) -> Knobs:
+        """The start-up values of every run-time knob."""
+        names = [f.name for f in dataclasses.fields(cls) if f.name != "hang"]
+        return cls(**{name: getattr(config, name) for name in names})
 
     def update(self, changes: dict[str, Any]) -> None:
         """Validate every change first, then apply them all (raise ``EchoError`` 400)."""
@@ -177,6 +192,7 @@ class Stats:
     streams_started: int = 0
     streams_completed: int = 0
     streams_cancelled: int = 0
+    chats_failed: int = 0  # chat calls answered with a --failure shape
     by_path: Counter[str] = dataclasses.field(default_factory=Counter)
 
 

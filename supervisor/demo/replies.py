@@ -8,6 +8,8 @@ Nothing here does I/O. The reply is deterministic so that tests and benchmarks c
   ``max_tokens`` / ``max_completion_tokens`` keeps that many words (finish_reason ``"length"``);
 * with ``tools`` in the request and a last user text ``/tool NAME {json}``, the answer is one
   tool call (finish_reason ``"tool_calls"``) whose arguments are the JSON text as given;
+* a chat stream starts with a role-only chunk (``delta: {"role": "assistant"}``) as real
+  streams do, then one content chunk per word, a finish chunk, the usage chunk if asked, [DONE];
 * usage counts whitespace-separated words: every message text for the prompt (min 1), the
   reply (or the tool call arguments) for the completion.
 
@@ -93,7 +95,7 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     """Decode a JSON object body, or raise a 400 :class:`EchoError`."""
     try:
         body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise EchoError(400, f"malformed JSON body: {exc}", "invalid_json") from None
     if not isinstance(body, dict):
         raise EchoError(400, "the request body must be a JSON object", "invalid_json")
@@ -107,12 +109,22 @@ def content_text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(
-            part.get("text") or ""
-            for part in content
-            if isinstance(part, dict) and part.get("type") == "text"
-        )
+        texts = [part.get("text") or "" for part in content
+                 if isinstance(part, dict) and part.get("type") == "text"]
+        if not all(isinstance(text, str) for text in texts):
+            raise EchoError(400, "the 'text' of a text part must be a string")
+        return "".join(texts)
     raise EchoError(400, "message content must be a string, a list of parts or null")
+
+
+def include_usage(body: dict[str, Any]) -> bool:
+    """Whether a streamed answer ends with a usage chunk (``stream_options.include_usage``)."""
+    options = body.get("stream_options")
+    if options is None:
+        return False
+    if not isinstance(options, dict):
+        raise EchoError(400, "'stream_options' must be an object or null")
+    return bool(options.get("include_usage"))
 
 
 def words(text: str) -> int:
@@ -170,6 +182,11 @@ def plan_chat(body: dict[str, Any], serial: int) -> Reply:
         return Reply("", "tool_calls", prompt_tokens, words(arguments), call)
     text, finish, matched = _cut(last or "(empty)", body)
     return Reply(text, finish, prompt_tokens, words(text), matched_stop=matched)
+
+
+def error_text_reply(reply: Reply, text: str) -> Reply:
+    """``reply`` with its answer replaced by an error ``text`` that looks like content."""
+    return Reply(text, "stop", reply.prompt_tokens, words(text))
 
 
 def plan_completion(body: dict[str, Any]) -> Reply:
@@ -252,7 +269,7 @@ def chat_stream(reply: Reply, rid: str, model: str, created: int,
             choice["matched_stop"] = reply.matched_stop
         return sse({**head, "choices": [choice]})
 
-    yield False, chunk({"role": "assistant", "content": ""})
+    yield False, chunk({"role": "assistant"})
     for delta in chat_deltas(reply):
         yield True, chunk(delta)
     yield False, chunk({}, reply.finish_reason)
