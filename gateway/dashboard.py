@@ -10,6 +10,7 @@ site from framing the control buttons (clickjacking). Every file is sent with
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
 
 from starlette.requests import Request
@@ -18,7 +19,25 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-FRONTEND_DIR = Path(__file__).resolve().parent.parent / "frontend"
+
+def _frontend_dir() -> Path:
+    """The dashboard's folder, found beside the ``gateway`` package that is running.
+
+    An installed wheel holds it as the package data ``gateway/frontend/``; a checkout (run from
+    source or installed editable) has it as the top-level ``frontend/`` beside ``gateway/``.
+    Both are looked up from where ``gateway`` itself was imported, so a second checkout or an
+    older install elsewhere on the path is never served instead. StaticFiles needs a real
+    folder, which a package installed from a wheel is; from a zip import there is none, and
+    ``GET /`` says the dashboard is not installed while the API works on.
+    """
+    package = resources.files("gateway")
+    if not isinstance(package, Path):
+        return Path(str(package)) / "frontend"  # not a folder: _index answers 404
+    installed = package / "frontend"
+    return installed if installed.is_dir() else package.parent / "frontend"
+
+
+FRONTEND_DIR = _frontend_dir()
 
 # Explicit types for what the page is made of: an ES module must be served as JavaScript, and
 # the platform's mimetypes table (e.g. a Windows registry) is not always right about that.

@@ -239,8 +239,8 @@ def test_status_and_check_warn_of_a_provider_exposed_on_all_interfaces(tmp_path:
         expected = f"b: listens on 0.0.0.0:{port}: exposed to the network"
         until(lambda: expected in unigw(inst.path, "status").stderr, 30, "the status warning")
         check = unigw(inst.path, "check")
-        assert f"warning: {expected}" in check.stdout
-        assert "warning: a:" not in check.stdout
+        assert f"warning: {expected}" in check.stderr  # warnings on stderr, data on stdout
+        assert "warning: a:" not in check.stderr and "warning" not in check.stdout
         assert unigw(inst.path, "down").returncode == 0
     finally:
         cleanup(tmp_path)
@@ -284,8 +284,9 @@ def test_install_command_clones_and_installs_and_names_what_failed(tmp_path: Pat
     assert "install is current (stamp matches); skipping" in again.stderr
     out = unigw(config.path, "install")
     assert out.returncode == 1
-    assert "cloned: installed" in out.stdout
-    assert "gone: failed: clone failed:" in out.stdout
+    assert out.stdout.strip() == "cloned: installed"  # data on stdout, problems on stderr
+    assert "unigw: gone: failed: clone failed:" in out.stderr
+    assert "unigw: 1 of 2 provider(s) failed to install" in out.stderr
     assert unigw(config.path, "install", "ghost").returncode == 2
 
 

@@ -1,8 +1,7 @@
 """The ``unigw`` command line. Only this module knows click.
 
-Each command parses its flags, builds the config, calls one function and maps errors to exit
-codes: 0 ok, 1 error, 2 usage, 3 nothing running / cannot connect. Data goes to stdout, logs
-and progress to stderr.
+Each command parses its flags, builds the config, calls one function and maps errors to an
+``ExitCode``. Data goes to stdout; problems, warnings, logs and progress go to stderr.
 """
 
 from __future__ import annotations
@@ -11,10 +10,12 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable
+from enum import IntEnum
 from importlib import resources
 from pathlib import Path
 from typing import Any, NoReturn
@@ -26,11 +27,20 @@ from supervisor.cli import instance, output
 from supervisor.cli.client import ControlError, InstanceClient, NotRunning
 from supervisor.config import Config, ConfigError, load, loads
 
-EXIT_ERROR, EXIT_NOT_RUNNING = 1, 3
 DEMO_FILE = resources.files("supervisor.demo") / "demo.yaml"
 
 
-def _fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+class ExitCode(IntEnum):
+    """What ``unigw`` exits with (DESIGN.md); click's own usage errors are USAGE too."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    NOT_RUNNING = 3  # nothing running, or cannot connect to it
+
+
+def _fail(message: str, code: ExitCode = ExitCode.ERROR) -> NoReturn:
+    """The one way a command reports a problem: a line on stderr, then the exit code."""
     click.echo(f"unigw: {message}", err=True)
     sys.exit(code)
 
@@ -90,7 +100,8 @@ def cli() -> None:
 
     Try it offline with `unigw demo`; run the real providers with `unigw up`.
 
-    Exit codes: 0 ok, 1 error, 2 usage, 3 nothing running (or cannot connect to it).
+    Data goes to stdout, problems and logs to stderr. Exit codes: 0 ok, 1 error, 2 usage,
+    3 nothing running (or cannot connect to it).
     """
 
 
@@ -173,7 +184,7 @@ def up(config_path: str, detach: bool, only: str | None, verbose: bool) -> None:
     names = [n.strip() for n in only.split(",") if n.strip()] if only else None
     unknown = [n for n in names or [] if config.provider(n) is None]
     if unknown:
-        _fail(f"--only: unknown provider(s) {', '.join(unknown)} in {config_path}", 2)
+        _fail(f"--only: unknown provider(s) {', '.join(unknown)} in {config_path}", ExitCode.USAGE)
     if detach:
         argv = ["up", "--config", str(config.path)] + (["--only", only] if only else [])
         _detach(argv, config)
@@ -182,18 +193,31 @@ def up(config_path: str, detach: bool, only: str | None, verbose: bool) -> None:
 
 
 @cli.command()
-@config_option
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="Refused (exit 2): the demo runs its built-in config. Use `unigw up -c PATH`.",
+)
 @click.option(
     "-d", "--detach", is_flag=True, help="Run in the background; return once the gateway answers."
 )
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def demo(config_path: str, detach: bool, verbose: bool) -> None:
+def demo(config_path: str | None, detach: bool, verbose: bool) -> None:
     """The whole system offline: unigw's own echo providers on 8000-8013 stand in for the
     fourteen real ones (same names, ports and models), behind the gateway on 7999.
 
-    Nothing is cloned and no account is needed. The built-in demo config is used; --config
-    is accepted for symmetry but ignored. State and logs go to ./.unigw.
+    Nothing is cloned and no account is needed. The demo always runs its built-in config:
+    -c/--config is refused with a usage error (exit 2), and UNIGW_CONFIG is not read; to run
+    a providers.yaml of your own, use `unigw up -c PATH`. State and logs go to ./.unigw.
     """
+    if config_path is not None:
+        _fail(
+            f"demo runs its built-in config and takes no --config ({config_path}); "
+            "run your own with `unigw up -c PATH`",
+            ExitCode.USAGE,
+        )
     config = _demo_config()
     if detach:
         _detach(["demo"], config)
@@ -211,7 +235,7 @@ def down(config_path: str, timeout: float) -> None:
     if inst is None:
         _stop_leftovers(config)
         return
-    os.kill(inst.pid, 15)
+    os.kill(inst.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while inst.alive:
         if time.monotonic() > deadline:
@@ -228,7 +252,7 @@ def _stop_leftovers(config: Config) -> None:
     stopped = asyncio.run(kill_leftovers(config.state_dir))
     if not stopped:
         _fail(f"unigw is not running (no live instance recorded in {config.state_dir}, and "
-              "nothing an earlier run left behind)", EXIT_NOT_RUNNING)
+              "nothing an earlier run left behind)", ExitCode.NOT_RUNNING)
     click.echo(f"unigw was not running; stopped {len(stopped)} process(es) a run that died "
                "left behind:")
     for line in stopped:
@@ -240,7 +264,7 @@ def _call(config_path: str, fn: Callable[[InstanceClient], Any], timeout: float 
     try:
         return fn(client)
     except NotRunning as exc:
-        _fail(str(exc), EXIT_NOT_RUNNING)
+        _fail(str(exc), ExitCode.NOT_RUNNING)
     except ControlError as exc:
         _fail(str(exc))
     finally:
@@ -272,28 +296,29 @@ def _control(action: str, name: str, config_path: str) -> None:
     click.echo(line)
 
 
-@cli.command()
-@config_option
-@click.argument("name")
-def start(config_path: str, name: str) -> None:
-    """Start one provider of the running instance; return once it is ready (or failed)."""
-    _control("start", name, config_path)
+#: ``unigw start/stop/restart NAME``: one command each, made by one factory.
+PROVIDER_ACTIONS = {
+    "start": "Start one provider of the running instance; return once it is ready (or failed).",
+    "stop": "Stop one provider of the running instance (its whole process tree).",
+    "restart": "Restart one provider; a failed one has its crash history cleared and is "
+    "tried again.",
+}
 
 
-@cli.command()
-@config_option
-@click.argument("name")
-def stop(config_path: str, name: str) -> None:
-    """Stop one provider of the running instance (its whole process tree)."""
-    _control("stop", name, config_path)
+def _provider_command(action: str, help_text: str) -> click.Command:
+    """The click command that POSTs ``/providers/NAME/<action>`` to the running instance."""
+
+    @click.command(action, help=help_text)
+    @config_option
+    @click.argument("name")
+    def command(config_path: str, name: str) -> None:
+        _control(action, name, config_path)
+
+    return command
 
 
-@cli.command()
-@config_option
-@click.argument("name")
-def restart(config_path: str, name: str) -> None:
-    """Restart one provider; a failed one has its crash history cleared and is tried again."""
-    _control("restart", name, config_path)
+for _action, _help in PROVIDER_ACTIONS.items():
+    cli.add_command(_provider_command(_action, _help))
 
 
 @cli.command()
@@ -331,34 +356,41 @@ def install(config_path: str, names: tuple[str, ...]) -> None:
     config = _load(config_path)
     unknown = [n for n in names if config.provider(n) is None]
     if unknown:
-        _fail(f"unknown provider(s) {', '.join(unknown)} in {config_path}", 2)
+        _fail(f"unknown provider(s) {', '.join(unknown)} in {config_path}", ExitCode.USAGE)
     _setup_logging(False)
     sup = Supervisor(config, progress=_progress)
     results = asyncio.run(sup.install_only(list(names) or None))
+    failed = {name: err for name, err in results.items() if err is not None}
     for name, err in results.items():
-        click.echo(f"{name}: {'installed' if err is None else 'failed: ' + err}")
-    if any(err is not None for err in results.values()):
-        sys.exit(EXIT_ERROR)
+        if err is None:
+            click.echo(f"{name}: installed")
+        else:
+            click.echo(f"unigw: {name}: failed: {err}", err=True)
+    if failed:
+        _fail(f"{len(failed)} of {len(results)} provider(s) failed to install")
 
 
 @cli.command()
 @config_option
 def check(config_path: str) -> None:
-    """Validate providers.yaml, toolchains, free ports and secrets; exit 1 on any problem."""
+    """Validate providers.yaml, toolchains, free ports and secrets; exit 1 on any problem.
+
+    One line per provider goes to stdout; warnings and problems go to stderr.
+    """
     from supervisor.cli import checks
 
     try:
         config = load(config_path)
     except ConfigError as exc:
-        click.echo("\n".join(exc.problems))
+        click.echo("\n".join(exc.problems), err=True)
         _fail(f"{config_path}: {len(exc.problems)} problem(s)")
     report = checks.run(config)
     for line in report.lines:
         click.echo(line)
     for warning in report.warnings:
-        click.echo(f"warning: {warning}")
+        click.echo(f"warning: {warning}", err=True)
     for problem in report.problems:
-        click.echo(f"problem: {problem}")
+        click.echo(f"problem: {problem}", err=True)
     if report.problems:
         _fail(f"{len(report.problems)} problem(s) found")
     click.echo(f"{config.path.name}: no problems")
@@ -373,7 +405,7 @@ def strategy(config_path: str, name: str | None) -> None:
     known = shown["strategies"]  # the gateway's registry; this command copies no names
     if name is not None:
         if name not in known:
-            _fail(f"unknown strategy {name!r} (known: {', '.join(known)})", 2)
+            _fail(f"unknown strategy {name!r} (known: {', '.join(known)})", ExitCode.USAGE)
         shown = _call(config_path, lambda c: c.put("/config", json={"strategy": name}))
     current = shown["gateway"]["strategy"]
     for s in known:
