@@ -274,6 +274,7 @@ def test_install_command_clones_and_installs_and_names_what_failed(tmp_path: Pat
     config = write_config(tmp_path, [
         repo_provider("cloned", free_port(), url, sha),
         repo_provider("gone", free_port(), (tmp_path / "no-such-repo").as_uri(), sha),
+        repo_provider("locked", free_port(), url, sha, key="${LOCKED_TOKEN}"),
     ])
     out = unigw(config.path, "install", "cloned")
     assert out.returncode == 0, out.stderr
@@ -286,6 +287,10 @@ def test_install_command_clones_and_installs_and_names_what_failed(tmp_path: Pat
     assert out.returncode == 1
     assert "cloned: installed" in out.stdout
     assert "gone: failed: clone failed:" in out.stdout
+    # a secret is needed to run, not to install: installed, and told what it still needs
+    assert "locked: installed; needs LOCKED_TOKEN to run (unigw secret set LOCKED_TOKEN)" in (
+        out.stdout)
+    assert (tmp_path / "apis" / "locked" / ".git").is_dir()
     assert unigw(config.path, "install", "ghost").returncode == 2
 
 

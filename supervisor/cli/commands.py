@@ -336,7 +336,13 @@ def install(config_path: str, names: tuple[str, ...]) -> None:
     sup = Supervisor(config, progress=_progress)
     results = asyncio.run(sup.install_only(list(names) or None))
     for name, err in results.items():
-        click.echo(f"{name}: {'installed' if err is None else 'failed: ' + err}")
+        missing = config.provider(name).missing_secrets  # type: ignore[union-attr]
+        if err is None and missing:
+            first = missing[0]
+            click.echo(f"{name}: installed; needs {', '.join(missing)} to run "
+                       f"(unigw secret set {first})")
+        else:
+            click.echo(f"{name}: {'installed' if err is None else 'failed: ' + err}")
     if any(err is not None for err in results.values()):
         sys.exit(EXIT_ERROR)
 
