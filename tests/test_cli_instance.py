@@ -274,6 +274,7 @@ def test_install_command_clones_and_installs_and_names_what_failed(tmp_path: Pat
     config = write_config(tmp_path, [
         repo_provider("cloned", free_port(), url, sha),
         repo_provider("gone", free_port(), (tmp_path / "no-such-repo").as_uri(), sha),
+        repo_provider("locked", free_port(), url, sha, key="${LOCKED_TOKEN}"),
     ])
     out = unigw(config.path, "install", "cloned")
     assert out.returncode == 0, out.stderr
@@ -284,9 +285,13 @@ def test_install_command_clones_and_installs_and_names_what_failed(tmp_path: Pat
     assert "install is current (stamp matches); skipping" in again.stderr
     out = unigw(config.path, "install")
     assert out.returncode == 1
-    assert out.stdout.strip() == "cloned: installed"  # data on stdout, problems on stderr
+    # data on stdout, problems on stderr; a secret is needed to run, not to install
+    assert out.stdout.splitlines() == [
+        "cloned: installed",
+        "locked: installed; needs LOCKED_TOKEN to run (unigw secret set LOCKED_TOKEN)"]
     assert "unigw: gone: failed: clone failed:" in out.stderr
-    assert "unigw: 1 of 2 provider(s) failed to install" in out.stderr
+    assert "unigw: 1 of 3 provider(s) failed to install" in out.stderr
+    assert (tmp_path / "apis" / "locked" / ".git").is_dir()
     assert unigw(config.path, "install", "ghost").returncode == 2
 
 

@@ -362,10 +362,14 @@ def install(config_path: str, names: tuple[str, ...]) -> None:
     results = asyncio.run(sup.install_only(list(names) or None))
     failed = {name: err for name, err in results.items() if err is not None}
     for name, err in results.items():
-        if err is None:
-            click.echo(f"{name}: installed")
-        else:
+        missing = config.provider(name).missing_secrets  # type: ignore[union-attr]
+        if err is not None:
             click.echo(f"unigw: {name}: failed: {err}", err=True)
+        elif missing:
+            click.echo(f"{name}: installed; needs {', '.join(missing)} to run "
+                       f"(unigw secret set {missing[0]})")
+        else:
+            click.echo(f"{name}: installed")
     if failed:
         _fail(f"{len(failed)} of {len(results)} provider(s) failed to install")
 

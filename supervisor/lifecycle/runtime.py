@@ -196,7 +196,7 @@ class ProviderRuntime:
             await self._cancel_task()  # a failed one may be waiting out its cool-down
             self.transition(State.INSTALLING)
             try:
-                await self._prepare()
+                await self._prepare(need_secrets=False)  # secrets are needed to run only
             except _CANNOT_RUN as exc:
                 self.transition(State.FAILED, str(exc))
                 return str(exc)
@@ -254,10 +254,10 @@ class ProviderRuntime:
             log.exception("%s: internal error", self.name)
             self.transition(State.FAILED, f"internal error: {type(exc).__name__}: {exc}")
 
-    async def _prepare(self) -> runspec.RunSpec:
+    async def _prepare(self, *, need_secrets: bool = True) -> runspec.RunSpec:
         """Secrets, clone, toolchain and install: what must hold before the first start."""
         p, shared = self.provider, self.shared
-        if p.missing_secrets:
+        if p.missing_secrets and need_secrets:
             raise CannotRun(f"missing secret {', '.join(p.missing_secrets)}", permanent=True)
         commit = None
         if p.repo is not None:  # first, so a vanished repository costs no toolchain download
