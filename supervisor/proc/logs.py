@@ -44,7 +44,10 @@ class ProviderLog:
     flushed at once so ``unigw logs -f`` sees them.
     """
 
-    def __init__(self, path: Path, max_bytes: int, backups: int, keep_lines: int = 30) -> None:
+    def __init__(
+        self, path: Path, max_bytes: int, backups: int, keep_lines: int = 30,
+        line_max: int = 16384,
+    ) -> None:
         self.path = path
         self.max_bytes = max(1024, max_bytes)
         self.backups = max(0, backups)
@@ -53,7 +56,7 @@ class ProviderLog:
         self._midline = False
         self._lines: deque[str] = deque(maxlen=keep_lines)
         self._partial = b""
-        self._scrubber = Scrubber()
+        self._scrubber = Scrubber(line_max=line_max)  # a longer unfinished line is passed on
         self.on_line: Callable[[str], None] | None = None  # sees each output line (progress)
 
     @property
