@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import subprocess
@@ -177,6 +178,28 @@ def test_check_reports_missing_secret_and_taken_port(tmp_path: Path) -> None:
     assert "problem: providers.yaml: echo: missing secret UNIGW_TEST_NEVER_SET" in out.stderr
     assert f"problem: providers.yaml: echo: port: port {port} is in use by pid" in out.stderr
     assert "echo: port" in out.stdout and "problem" not in out.stdout  # data only on stdout
+
+
+def test_check_warns_of_a_secret_on_the_command_line_without_showing_it(tmp_path: Path) -> None:
+    path = tmp_path / "providers.yaml"
+    path.write_text(
+        f"gateway: {{port: {_free_port()}}}\nproviders:\n"
+        f"  - name: argy\n    port: {_free_port()}\n    runtime: python\n"
+        "    start: ['{python}', -m, supervisor.demo.echo, --api-key, '${UNIGW_TEST_ARGV}']\n"
+        f"  - name: flaggy\n    port: {_free_port()}\n    runtime: python\n"
+        "    start: ['{python}', -m, supervisor.demo.echo, --github-token=literal-value]\n"
+        f"  - name: clean\n    port: {_free_port()}\n    runtime: python\n"
+        "    start: ['{python}', -m, supervisor.demo.echo]\n"
+    )
+    env = {**os.environ, "UNIGW_TEST_ARGV": "argv-secret-4242"}
+    out = unigw("check", "-c", str(path), env=env)
+    assert out.returncode == 0, (out.stdout, out.stderr)
+    warnings = [line for line in out.stdout.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 2, out.stdout
+    assert "argy: passes a secret on its command line (--api-key;" in warnings[0]
+    assert "readable by any local user in `ps`" in warnings[0]
+    assert "flaggy: passes a secret on its command line (--github-token;" in warnings[1]
+    assert "argv-secret-4242" not in out.stdout + out.stderr
 
 
 def test_check_lists_every_config_problem_and_exits_1(tmp_path: Path) -> None:

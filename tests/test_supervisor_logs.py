@@ -75,3 +75,32 @@ def test_follow_yields_new_lines_across_a_rotation(tmp_path: Path) -> None:
     assert "before" not in seen
     assert seen[-1] == "last"
     assert "n59 " + "q" * 40 in seen
+
+
+def test_a_secret_split_at_any_byte_is_scrubbed_from_file_and_tail(tmp_path: Path) -> None:
+    secret = b"tok-0123456789abcdef"
+    text = b"say " + secret + b" once\nlong " + b"x" * 40 + secret + b" end"
+    for cut in range(1, len(text)):
+        log = ProviderLog(log_path(tmp_path, f"p{cut}"), max_bytes=100_000, backups=0,
+                          line_max=16)  # the long line is passed on in pieces
+        log.secrets = (secret,)
+        log.write(text[:cut])
+        assert secret[:4] not in "".join(log.last_lines(5)).encode()
+        log.write(text[cut:])
+        log.end_output()
+        log.close()
+        data = log.path.read_bytes()
+        assert data == b"say *** once\nlong " + b"x" * 40 + b"*** end", cut
+        assert log.last_lines(2) == ["say *** once", "long " + "x" * 40 + "*** end"]
+
+
+def test_a_multi_line_secret_is_scrubbed_line_by_line(tmp_path: Path) -> None:
+    key = b"-----BEGIN KEY-----\nAAAABBBBCCCCDDDD\nEEEEFFFF\n-----END KEY-----"
+    log = ProviderLog(log_path(tmp_path, "p"), max_bytes=100_000, backups=0)
+    log.secrets = (key,)
+    for line in key.split(b"\n"):
+        log.write(b"key line: " + line + b"\n")
+    log.close()
+    data = log.path.read_bytes()
+    assert b"AAAABBBBCCCCDDDD" not in data and b"EEEEFFFF" not in data
+    assert data.count(b"key line: ***\n") == 4

@@ -1,8 +1,9 @@
 """``unigw check``: what would stop providers.yaml's providers from running, found up front.
 
 The config itself was validated when it loaded; this looks at the machine: secrets the
-environment (or .env) does not supply, toolchains, and ports that something else holds. When
-unigw runs, it also passes on the instance's warnings (a provider exposed on 0.0.0.0).
+environment (or .env) does not supply, toolchains, and ports that something else holds. It
+warns of a secret on a start command line (any local user can read it in ``ps``). When unigw
+runs, it also passes on the instance's warnings (a provider exposed on 0.0.0.0).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def run(config: Config) -> Report:
             report.lines.append(f"{p.name}: disabled")
             continue
         report.lines.append(f"{p.name}: port {p.port}, {toolchains.describe(p, config)}")
+        report.warnings += [f"{label}: {p.name}: {msg}" for msg in _argv_secrets(p)]
         report.problems += [
             f"{label}: {p.name}: {msg}" for msg in _provider_problems(p, config, ours)
         ]
@@ -57,6 +59,28 @@ def _running_warnings(config: Config) -> list[str]:
     finally:
         client.close()
     return [f"{r['name']}: {w}" for r in rows for w in r.get("warnings") or []]
+
+
+def _argv_secrets(p: ProviderConfig) -> list[str]:
+    """A warning if the start command carries a secret (a ``${…}`` value, a secret-named flag)."""
+    argv = list(p.start)
+    hidden = [i for i, shown in enumerate(p.shown_argv(argv)) if shown != argv[i]]
+    if not hidden:
+        return []
+    names = []
+    for i in hidden:
+        flag, eq, _ = argv[i].partition("=")
+        if eq:
+            names.append(flag)
+        elif i > 0 and argv[i - 1].startswith("-"):
+            names.append(argv[i - 1])
+        else:
+            names.append(f"argument {i}")
+    return [
+        f"passes a secret on its command line ({', '.join(names)}; readable by any local user "
+        "in `ps`); where the program can read it from the environment or a file, give it "
+        "through `env:` or that file instead"
+    ]
 
 
 def _provider_problems(p: ProviderConfig, config: Config, ours: bool) -> list[str]:

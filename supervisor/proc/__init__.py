@@ -2,5 +2,6 @@
 
     process.py    spawn a child in its own session, sample its tree, stop the whole tree
     logs.py       a child's captured output: rotated files, a tail in memory, secrets scrubbed
+    scrub.py      secret values taken out of an output stream on lines, however reads cut it
     leftovers.py  children of an instance that died, found by marker and killed
 """

@@ -9,6 +9,12 @@ the oldest beyond ``backups`` is deleted), so a crash-looping or flooding provid
 
 Readers: :func:`tail` (``unigw logs NAME -n 50``) and :func:`follow` (``unigw logs NAME -f``)
 read the files, so they work from another process while unigw runs.
+
+Secrets are taken out before anything is kept: output goes through a
+:class:`~supervisor.proc.scrub.Scrubber`, which works on lines, not on pipe reads, so the file,
+the tail in memory (:meth:`ProviderLog.last_lines`, which ``last_error`` quotes) and everything
+that reads them see a token as ``***`` however the pipe cut it. An unfinished line is held until
+its newline arrives (bounded), so it reaches the file a little later than it was printed.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, TextIO
+
+from supervisor.proc.scrub import Scrubber
 
 NOTE_PREFIX = "[unigw"
 _PARTIAL_MAX = 4096  # bytes of an unfinished line kept for last_lines()
@@ -36,7 +44,10 @@ class ProviderLog:
     flushed at once so ``unigw logs -f`` sees them.
     """
 
-    def __init__(self, path: Path, max_bytes: int, backups: int, keep_lines: int = 30) -> None:
+    def __init__(
+        self, path: Path, max_bytes: int, backups: int, keep_lines: int = 30,
+        line_max: int = 16384,
+    ) -> None:
         self.path = path
         self.max_bytes = max(1024, max_bytes)
         self.backups = max(0, backups)
@@ -45,17 +56,30 @@ class ProviderLog:
         self._midline = False
         self._lines: deque[str] = deque(maxlen=keep_lines)
         self._partial = b""
+        self._scrubber = Scrubber(line_max=line_max)  # a longer unfinished line is passed on
         self.on_line: Callable[[str], None] | None = None  # sees each output line (progress)
-        self.secrets: tuple[bytes, ...] = ()  # written as *** (some providers print tokens)
+
+    @property
+    def secrets(self) -> tuple[bytes, ...]:
+        """Values written as *** (some providers print their tokens)."""
+        return self._scrubber.secrets
+
+    @secrets.setter
+    def secrets(self, values: tuple[bytes, ...]) -> None:
+        self._scrubber.secrets = values
 
     def write(self, data: bytes) -> None:
-        """Append a chunk of the provider's output, with every known secret value as ***."""
-        if not data:
-            return
-        for secret in self.secrets:
-            data = data.replace(secret, b"***")
-        self._remember(data)
-        self._append(data)
+        """Take a chunk of the provider's output; keep its finished lines, secrets as ***."""
+        self._keep(self._scrubber.feed(data))
+
+    def end_output(self) -> None:
+        """The output stream ended (the pipe closed): keep its unfinished last line."""
+        self._keep(self._scrubber.finish())
+
+    def _keep(self, data: bytes) -> None:
+        if data:
+            self._remember(data)
+            self._append(data)
 
     def note(self, message: str) -> None:
         """Append one line from the supervisor itself, with a time stamp."""
@@ -66,12 +90,14 @@ class ProviderLog:
     def last_lines(self, n: int) -> list[str]:
         """The last ``n`` lines the provider printed (not the supervisor's notes)."""
         lines = list(self._lines)
-        if self._partial:
-            lines.append(self._partial.decode("utf-8", "replace"))
+        partial = self._partial + self._scrubber.peek()
+        if partial:
+            lines.append(partial[-_PARTIAL_MAX:].decode("utf-8", "replace"))
         return lines[-n:] if n > 0 else []
 
     def forget_output(self) -> None:
         """Start collecting last_lines afresh (a new process is about to run)."""
+        self.end_output()  # normally done when the last one's pipe closed
         self._lines.clear()
         self._partial = b""
 

@@ -80,14 +80,13 @@ async def spawn(
 
 async def _pump(stream: asyncio.StreamReader, log: ProviderLog) -> None:
     """Copy the child's output into its log until the pipe closes; never stall the child."""
-    while True:
-        chunk = await stream.read(READ_CHUNK)
-        if not chunk:
-            return
-        try:
-            log.write(chunk)
-        except OSError:
-            pass  # a full disk must not block the child: drop the output, keep draining
+    try:
+        while chunk := await stream.read(READ_CHUNK):
+            with contextlib.suppress(OSError):  # a full disk must not block the child:
+                log.write(chunk)  # drop the output, keep draining
+    finally:
+        with contextlib.suppress(OSError):
+            log.end_output()  # the unfinished last line (cancelled or not)
 
 
 Belongs = Callable[[psutil.Process], bool]
