@@ -194,8 +194,8 @@ def test_check_warns_of_a_secret_on_the_command_line_without_showing_it(tmp_path
     env = {**os.environ, "UNIGW_TEST_ARGV": "argv-secret-4242"}
     out = unigw("check", "-c", str(path), env=env)
     assert out.returncode == 0, (out.stdout, out.stderr)
-    warnings = [line for line in out.stdout.splitlines() if line.startswith("warning: ")]
-    assert len(warnings) == 2, out.stdout
+    warnings = [line for line in out.stderr.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 2, out.stderr
     assert "argy: passes a secret on its command line (--api-key;" in warnings[0]
     assert "readable by any local user in `ps`" in warnings[0]
     assert "flaggy: passes a secret on its command line (--github-token;" in warnings[1]

@@ -84,7 +84,8 @@ def test_a_token_printed_across_reads_and_crash_loops_reaches_no_log_and_no_stat
     fragments = (token, token[: len(token) // 2], token[len(token) // 2:])
 
     async def body(sup: Supervisor) -> None:
-        await until_state(sup, "chatty", "failed", timeout=60)  # four runs, then a crash loop
+        await until(lambda: (row(sup, "chatty")["last_error"] or "").startswith("crash loop"),
+                    60, "four runs, then a crash loop")
         error = row(sup, "chatty")["last_error"]
         assert "crash loop" in error and "fatal: upstream rejected token ***" in error
         status = json.dumps(sup.status())
