@@ -25,7 +25,8 @@ provider tried and why::
     ├── ConnectFailed        cannot connect, or the connection broke before the first byte
     ├── FirstByteTimeout     no first byte within gateway.first_byte_timeout
     ├── BadStatus            the provider answered 5xx or 429 (``retry_after`` from its header)
-    └── StreamBroken         the provider failed after the first byte (never retried)
+    └── StreamBroken         after the first byte (failed over unless a stream began)
+        └── MalformedAnswer  not HTTP, a head or body over its limit, a 2xx body not JSON
 
 Every class carries ``status_code``, which the API translators read to pick their own status.
 """
@@ -136,6 +137,10 @@ class StreamBroken(AttemptFailed):
         super().__init__(message)
         if timeout:
             self.status_code = 504
+
+
+class MalformedAnswer(StreamBroken):
+    kind = "malformed answer"
 
 
 def describe(exc: AttemptFailed) -> str:

@@ -39,7 +39,7 @@ from gateway.errors import (
 from gateway.routing import Backend, Plan, Router
 from gateway.stats import Outcome, Stats
 from gateway.strategies import PickContext, Strategy
-from gateway.upstream import Upstream, UpstreamResponse
+from gateway.upstream import Deadline, Upstream, UpstreamResponse
 
 CHAT_PATH = "/v1/chat/completions"
 DETAIL_LIMIT = 300  # characters of a failing provider's answer kept for the error message
@@ -188,7 +188,7 @@ class Proxy:
             first = await response.next_piece(self.first_byte_timeout)
             ttfb = time.perf_counter() - started
             return Opened(backend, response, first, ttfb, model, self.stats)
-        body = await response.read(self.read_timeout)
+        body = await response.read(self.read_timeout, expect_json=200 <= status < 300)
         content_type = response.header(b"content-type") or b"application/json"
         return Answer(backend, status, content_type, body, model)
 
@@ -200,13 +200,15 @@ class Proxy:
         ``error`` event instead (and no ``[DONE]``). Always finishes ``opened``.
         """
         outcome, pending = Outcome.CANCELLED, opened.first
+        deadline = Deadline.after(self.read_timeout, "no complete event")
         try:
             while True:
                 cut = _event_end(pending)
                 if cut:
                     yield pending[:cut]
                     pending = pending[cut:]
-                piece = await opened.response.next_piece(self.read_timeout)
+                    deadline = Deadline.after(self.read_timeout, "no complete event")
+                piece = await opened.response.next_piece(self.read_timeout, deadline)
                 if not piece:
                     break
                 pending = pending + piece if pending else piece

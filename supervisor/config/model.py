@@ -67,6 +67,8 @@ class GatewayConfig:
     eject_base: float = 5.0
     eject_max: float = 120.0
     max_connections: int = 1000
+    total_timeout: float = 180.0  # a whole non-streaming answer, from the request to its end
+    max_response_bytes: int = 32 * 1024 * 1024  # a non-streaming answer's body
 
 
 @dataclass(frozen=True)
