@@ -151,7 +151,9 @@ class Gateway:
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         gw = self.config.gateway
         self.proxy.upstream = Upstream(max_connections=gw.max_connections,
-                                       connect_timeout=gw.connect_timeout)
+                                       connect_timeout=gw.connect_timeout,
+                                       total_timeout=gw.total_timeout,
+                                       max_response_bytes=gw.max_response_bytes)
         self.router.reset()  # so providers already ready get their models discovered
         try:
             yield

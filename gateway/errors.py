@@ -37,6 +37,7 @@ directly): the proxy records it, tries the next candidate, and when none is left
     │                             upstream_error, rate_limited (by its message) or timeout
     └── StreamBroken              the provider failed after the stream was committed (never
                                   retried; raised by the upstream client while reading)
+        └── MalformedAnswer       not HTTP, a head or body over its limit, a 2xx body not JSON
 
 A provider's message that says it is rate limited makes a BadStatus or BadAnswer
 ``rate_limited``. Every class carries ``status_code``, which the API translators read to pick
@@ -211,6 +212,10 @@ class StreamBroken(AttemptFailed):
         self.detail = message
         if timeout:
             self.status_code, self.failure = 504, FailureClass.TIMEOUT
+
+
+class MalformedAnswer(StreamBroken):
+    kind = "malformed answer"
 
 
 def describe(exc: AttemptFailed) -> str:

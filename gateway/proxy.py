@@ -59,7 +59,7 @@ from gateway.truth import (
     event_end,
     provider_message,
 )
-from gateway.upstream import Upstream, UpstreamResponse
+from gateway.upstream import Deadline, Upstream, UpstreamResponse
 
 CHAT_PATH = "/v1/chat/completions"
 WHOLE_TYPES = (b"application/json", b"text/html")  # a stream request answered with these: whole
@@ -272,13 +272,15 @@ class Proxy:
         """
         outcome, pending = Outcome.CANCELLED, opened.first
         failure: Failure | None = None
+        deadline = Deadline.after(self.read_timeout, "no complete event")
         try:
             while True:
                 cut = event_end(pending)
                 if cut:
                     yield pending[:cut]
                     pending = pending[cut:]
-                piece = await opened.response.next_piece(self.read_timeout)
+                    deadline = Deadline.after(self.read_timeout, "no complete event")
+                piece = await opened.response.next_piece(self.read_timeout, deadline)
                 if not piece:
                     break
                 pending = pending + piece if pending else piece

@@ -240,3 +240,14 @@ def test_display_hides_provider_keys_and_secret_looking_values(tmp_path: Path) -
     assert shown["env"] == {"HOST": "127.0.0.1", "DEFAULT_KEY": "***"}
     assert shown["start"] == ["{python}", "--api-key", "***", "--github-token=***", "--port", "{port}"]
     assert config.providers[0].key == "sk-literal"  # the gateway still sends the real one
+
+
+def test_a_whole_answer_has_a_deadline_and_a_size_limit(tmp_path: Path) -> None:
+    gw = load(ROOT / "providers.yaml", environ={}).gateway
+    assert (gw.total_timeout, gw.max_response_bytes) == (180.0, 32 * 1024 * 1024)
+    text = ("gateway:\n  first_byte_timeout: 60\n  total_timeout: 30\n"
+            "  max_response_bytes: 0\n" + provider())
+    assert problems_of(text, tmp_path) == [
+        "providers.yaml: gateway: total_timeout: must be at least first_byte_timeout (60), "
+        "got 30",
+        "providers.yaml: gateway: max_response_bytes: must be at least 1, got 0"]

@@ -95,3 +95,15 @@ def check_gateway(
     for p in providers:
         if p.get("port") == port:
             problems.append(f"{where}: port: {port} is also the port of provider {p.get('name')!r}")
+    _check_answer_limits(gw, where, problems)
+
+
+def _check_answer_limits(gw: dict[str, Any], where: str, problems: list[str]) -> None:
+    """A whole answer's deadline covers the wait for its first byte; its size limit is > 0."""
+    total, first = gw.get("total_timeout", 180.0), gw.get("first_byte_timeout", 60.0)
+    if total < first:
+        problems.append(f"{where}: total_timeout: must be at least first_byte_timeout "
+                        f"({first:g}), got {total:g}")
+    if gw.get("max_response_bytes", 1) < 1:
+        problems.append(f"{where}: max_response_bytes: must be at least 1, "
+                        f"got {gw['max_response_bytes']}")

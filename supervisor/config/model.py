@@ -72,6 +72,8 @@ class GatewayConfig:
     max_connections: int = 1000
     request_timeout: float = 30.0  # a client must send its whole request within this
     max_clients: int = 16384  # client connections at once; past it, 503 at once
+    total_timeout: float = 180.0  # a whole non-streaming answer, from the request to its end
+    max_response_bytes: int = 32 * 1024 * 1024  # a non-streaming answer's body
 
 
 @dataclass(frozen=True)
