@@ -205,7 +205,8 @@ class Proxy:
                 backend.origin, _encode(job, backend, model), self.first_byte_timeout)
             result = await self._receive(backend, job, response, started, model)
         except AttemptFailed as exc:
-            _close(response)
+            if response is not None:
+                response.discard()
             self.stats.release(backend.stats)
             failed.append(_Failed(backend, time.perf_counter() - started, exc))
             raise

@@ -321,6 +321,13 @@ class UpstreamResponse:
         self._released = True
         self._pool._release(self._origin, self._conn)
 
+    def discard(self) -> None:
+        """Close the connection, never to be reused: its provider failed the attempt (even a
+        well-framed answer that lied is reason enough not to trust the connection again)."""
+        if not self._released:
+            self._conn.abort()
+        self.close()
+
 
 def _check_json(body: bytes) -> None:
     try:
