@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from gateway import metrics
-from gateway.control import Guard, OriginDoor, control_routes, is_loopback
+from gateway.control import Guard, OriginDoor, control_routes
 from gateway.dashboard import dashboard_routes
 from gateway.errors import (
     AttemptFailed,
@@ -41,7 +41,7 @@ from gateway.stats import Stats
 from gateway.strategies import STRATEGIES, make
 from gateway.translated_routes import TranslatedDoor
 from gateway.upstream import Upstream
-from supervisor.config import Config
+from supervisor.config import Config, is_loopback
 from supervisor.view import ProviderView
 
 T = TypeVar("T")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -24,22 +23,13 @@ from starlette.routing import BaseRoute, Route
 from gateway.errors import BadRequest, Forbidden, NotFound
 from gateway.openai_routes import ASGIApp, Receive, Scope, Send, parse_object, read_body, send_error
 from gateway.strategies import STRATEGIES
+from supervisor.config import is_loopback
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and localhost."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class Guard:
