@@ -19,30 +19,18 @@ from typing import Any, TypeVar
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
 
-from gateway import metrics
-from gateway.control import Guard, OriginDoor, control_routes, is_loopback
-from gateway.dashboard import dashboard_routes
-from gateway.errors import (
-    AttemptFailed,
-    GatewayError,
-    NotFound,
-    handle_gateway_error,
-    handle_http_exception,
-)
-from gateway.openai_routes import FrontDoor, openai_routes
+from gateway.control import Guard, OriginDoor
+from gateway.errors import AttemptFailed, GatewayError, NotFound, handle_error
 from gateway.proxy import ChatResult, ChatStream, Proxy
+from gateway.routes import HotPaths, routes
 from gateway.routing import Backend, OutlierPolicy, Router, RoutingSettings
 from gateway.server import server_config
 from gateway.stats import Stats
 from gateway.strategies import STRATEGIES, make
-from gateway.translated_routes import TranslatedDoor
 from gateway.truth import ErrorPatterns
 from gateway.upstream import Upstream
-from supervisor.config import Config
+from supervisor.config import Config, is_loopback
 from supervisor.view import ProviderView
 
 T = TypeVar("T")
@@ -190,44 +178,25 @@ class Gateway:
 
 
 def create_app(config: Config, view: ProviderView) -> Starlette:
-    """The gateway as an ASGI app; ``app.state.gateway`` is its :class:`Gateway`."""
+    """The gateway as an ASGI app; ``app.state.gateway`` is its :class:`Gateway`.
+
+    The routes are :func:`gateway.routes.routes`; every error becomes an answer in
+    :func:`gateway.errors.handle_error` (Starlette's handler for all of them: ours, its own
+    404/405 and the unexpected 500) or, on the raw ASGI endpoints, in the same
+    :func:`gateway.errors.answer`.
+    """
     gateway = Gateway(config, view)
-    routes: list[BaseRoute] = [
-        Route("/health", _health(gateway), methods=["GET"]),
-        Route("/metrics", _metrics(gateway), methods=["GET"]),
-        *openai_routes(gateway),
-        *control_routes(gateway),
-        *dashboard_routes(),  # GET / and /ui/…
-    ]
+    table = routes(gateway)
     app = Starlette(
-        routes=routes,
+        routes=table,
         middleware=[Middleware(OriginDoor, gateway=gateway),  # no other site's pages
-                    Middleware(TranslatedDoor, gateway=gateway),  # Anthropic and Gemini
-                    Middleware(FrontDoor, gateway=gateway)],
-        exception_handlers={GatewayError: handle_gateway_error,
-                            HTTPException: handle_http_exception},
+                    Middleware(HotPaths, table=table)],  # the hot path skips the router
+        exception_handlers={GatewayError: handle_error, HTTPException: handle_error,
+                            Exception: handle_error},
         lifespan=gateway.lifespan,
     )
     app.state.gateway = gateway
     return app
-
-
-def _health(gateway: Gateway) -> Any:
-    async def health(request: Request) -> Response:
-        table = gateway.router.table()
-        ready, total = len(table.ready), len(table.backends)
-        body = {"status": "ok" if ready else "unavailable", "ready": ready, "total": total}
-        if ready:
-            return JSONResponse(body)
-        return JSONResponse(body, 503, headers={"Retry-After": "2"})
-    return health
-
-
-def _metrics(gateway: Gateway) -> Any:
-    async def metrics_route(request: Request) -> Response:
-        text = metrics.render(gateway.router.table().backends, gateway.strategy_name)
-        return Response(text, media_type=metrics.CONTENT_TYPE)
-    return metrics_route
 
 
 __all__ = ["Gateway", "check_bind", "create_app", "run_loop", "server_config"]

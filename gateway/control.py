@@ -1,4 +1,5 @@
-"""Control routes: provider status and start/stop/restart, logs, and the run-time config.
+"""Control endpoints: health, metrics, provider status and start/stop/restart, logs, and the
+run-time config (the routes are listed in :mod:`gateway.routes`).
 
 None of them may be driven by another web site in the user's browser (CSRF). Every route
 refuses a request whose ``Origin`` is present and is not the gateway's own (:class:`OriginDoor`);
@@ -13,33 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway import metrics
+from gateway.asgi import headers_of, parse_object, read_body, send_error
 from gateway.errors import BadRequest, Forbidden, NotFound
-from gateway.openai_routes import ASGIApp, Receive, Scope, Send, parse_object, read_body, send_error
 from gateway.strategies import STRATEGIES
+from supervisor.config import is_loopback
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and localhost."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class Guard:
@@ -51,10 +43,9 @@ class Guard:
         self.any_host = host in ("0.0.0.0", "::", "")
         self.admin = f"Bearer {admin_key}".encode() if admin_key else None
 
-    def check(self, request: Request, *, mutating: bool) -> None:
-        """The admin and client-header checks (the Origin was checked by :class:`OriginDoor`)."""
-        if not mutating:
-            return
+    def check(self, request: Request) -> None:
+        """The admin and client-header checks of a route that changes something (the Origin
+        was checked by :class:`OriginDoor`)."""
         headers = request.headers
         auth = headers.get("authorization", "").encode()
         admin_ok = self.admin is not None and hmac.compare_digest(auth, self.admin)
@@ -99,17 +90,39 @@ class OriginDoor:
         await self.app(scope, receive, send)
 
 
-class _Control:
-    """The control endpoints; each reads the gateway's live state."""
+ACTIONS = ("start", "stop", "restart")
+
+
+class Control:
+    """The control endpoints; each reads the gateway's live state.
+
+    The ones that change something are wrapped in :meth:`guarded` where the route table lists
+    them, so the table shows which routes the guard protects.
+    """
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
 
-    def guarded(self, endpoint: Endpoint, *, mutating: bool) -> Endpoint:
+    def guarded(self, endpoint: Endpoint) -> Endpoint:
+        """``endpoint`` behind the admin and client-header checks of :class:`Guard`."""
         async def run(request: Request) -> Response:
-            self.gateway.guard.check(request, mutating=mutating)
+            self.gateway.guard.check(request)
             return await endpoint(request)
         return run
+
+    async def health(self, request: Request) -> Response:
+        """200 while at least one provider is ready, else 503 with ``Retry-After``."""
+        table = self.gateway.router.table()
+        ready, total = len(table.ready), len(table.backends)
+        body = {"status": "ok" if ready else "unavailable", "ready": ready, "total": total}
+        if ready:
+            return JSONResponse(body)
+        return JSONResponse(body, 503, headers={"Retry-After": "2"})
+
+    async def metrics(self, request: Request) -> Response:
+        """The Prometheus text."""
+        text = metrics.render(self.gateway.router.table().backends, self.gateway.strategy_name)
+        return Response(text, media_type=metrics.CONTENT_TYPE)
 
     async def providers(self, request: Request) -> Response:
         rows = self.gateway.rows()
@@ -129,48 +142,33 @@ class _Control:
             raise NotFound(f"unknown provider {name!r}", code="provider_not_found")
         return JSONResponse({"name": name, "lines": list(lines)})
 
-    async def act(self, request: Request) -> Response:
-        name, action = request.path_params["name"], request.path_params["action"]
-        return JSONResponse(await _act(self.gateway, name, action))
+    def act(self, action: str) -> Endpoint:
+        """``POST /providers/{name}/<action>``: its row afterwards."""
+        async def act(request: Request) -> Response:
+            return JSONResponse(await _act(self.gateway, request.path_params["name"], action))
+        return act
 
-    async def act_all(self, request: Request) -> Response:
-        action = request.url.path.rsplit("/", 1)[1].removesuffix("-all")
-        names = [p.name for p in self.gateway.view.providers()]
-        await asyncio.gather(*(_act(self.gateway, name, action) for name in names))
-        return await self.providers(request)
+    def act_all(self, action: str) -> Endpoint:
+        """``POST /providers/<action>-all``: every provider, then the list."""
+        async def act_all(request: Request) -> Response:
+            names = [p.name for p in self.gateway.view.providers()]
+            await asyncio.gather(*(_act(self.gateway, name, action) for name in names))
+            return await self.providers(request)
+        return act_all
 
     async def get_config(self, request: Request) -> Response:
         return JSONResponse(self.gateway.runtime_config())
 
     async def put_config(self, request: Request) -> Response:
-        raw = await read_body(dict(request.scope["headers"]), request.receive, 64 * 1024)
+        raw = await read_body(headers_of(request.scope), request.receive, 64 * 1024)
         self.gateway.change(**_config_changes(parse_object(raw)))
         return JSONResponse(self.gateway.runtime_config())
-
-
-def control_routes(gateway: Gateway) -> list[BaseRoute]:
-    """``/providers…`` and ``/config``, each behind the guard."""
-    c = _Control(gateway)
-    read, write = ["GET"], ["POST"]
-    return [
-        Route("/providers", c.guarded(c.providers, mutating=False), methods=read),
-        Route("/providers/start-all", c.guarded(c.act_all, mutating=True), methods=write),
-        Route("/providers/stop-all", c.guarded(c.act_all, mutating=True), methods=write),
-        Route("/providers/{name:str}", c.guarded(c.provider, mutating=False), methods=read),
-        Route("/providers/{name:str}/logs", c.guarded(c.logs, mutating=False), methods=read),
-        Route("/providers/{name:str}/{action:str}", c.guarded(c.act, mutating=True),
-              methods=write),
-        Route("/config", c.guarded(c.get_config, mutating=False), methods=read),
-        Route("/config", c.guarded(c.put_config, mutating=True), methods=["PUT"]),
-    ]
 
 
 async def _act(gateway: Gateway, name: str, action: str) -> dict[str, Any]:
     """start / stop / restart one provider through the view; its row afterwards."""
     view = gateway.view
-    method = {"start": view.start, "stop": view.stop, "restart": view.restart}.get(action)
-    if method is None:
-        raise NotFound(f"unknown action {action!r} (start, stop, restart)")
+    method = {"start": view.start, "stop": view.stop, "restart": view.restart}[action]
     try:
         row = await method(name)
     except KeyError:

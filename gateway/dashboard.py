@@ -15,7 +15,6 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
@@ -88,7 +87,7 @@ class _FrontendFiles(StaticFiles):
         return _with_headers(response, os.fspath(full_path))
 
 
-async def _index(request: Request) -> Response:
+async def index(request: Request) -> Response:
     """``GET /``: the dashboard page itself, with its Content-Security-Policy."""
     index = FRONTEND_DIR / "index.html"
     if not index.is_file():
@@ -99,9 +98,6 @@ async def _index(request: Request) -> Response:
     return response
 
 
-def dashboard_routes() -> list[BaseRoute]:
-    """The routes that serve the dashboard: ``GET /`` and the static files under ``/ui``."""
-    return [
-        Route("/", _index, methods=["GET", "HEAD"], name="dashboard"),
-        Mount("/ui", app=_FrontendFiles(directory=FRONTEND_DIR, check_dir=False), name="ui"),
-    ]
+def frontend_files() -> StaticFiles:
+    """The dashboard's static files, mounted at ``/ui`` by :mod:`gateway.routes`."""
+    return _FrontendFiles(directory=FRONTEND_DIR, check_dir=False)

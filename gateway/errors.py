@@ -1,8 +1,10 @@
-"""The gateway's error tree, and the one handler that turns it into an HTTP answer.
+"""The gateway's error tree, and the one place that turns it into an HTTP answer.
 
-Everything the gateway refuses or fails at is raised as one of these, and answered in the
-OpenAI envelope ``{"error": {"message", "type", "code"}}`` by :func:`error_response` (for
-Starlette routes) or :func:`error_bytes` (for the raw ASGI fast path)::
+Everything the gateway refuses or fails at is raised as one of these, and answered by
+:func:`answer` in the route's :class:`Envelope`: OpenAI's ``{"error": {"message", "type",
+"code"}}`` by default, Anthropic's or Gemini's on their routes. The raw ASGI endpoints send
+that answer themselves (:func:`gateway.asgi.send_error`); everything else, Starlette's own
+404/405 and any unexpected exception included, reaches :func:`handle_error`::
 
     GatewayError                         status   type
     ├── BadRequest                       400      invalid_request_error
@@ -49,10 +51,17 @@ from __future__ import annotations
 import enum
 import json
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match, Route
+from starlette.types import Scope
+
+from gateway.translate import anthropic, gemini
 
 
 class GatewayError(Exception):
@@ -268,28 +277,64 @@ def all_failed(tried: list[tuple[str, AttemptFailed]], *, excused: bool = False,
 
 # -- answering ---------------------------------------------------------------------------------
 
-def error_bytes(exc: GatewayError) -> bytes:
-    """The envelope as JSON bytes."""
-    return json.dumps(exc.body(), separators=(",", ":")).encode()
+@dataclass(frozen=True)
+class Envelope:
+    """How one API shapes an error's body: OpenAI's, Anthropic's or Gemini's."""
+
+    name: str
+    shape: Callable[[GatewayError], dict[str, Any]]
 
 
-def error_response(exc: GatewayError) -> Response:
-    """The Starlette answer for a :class:`GatewayError`."""
-    return Response(error_bytes(exc), exc.status_code, exc.headers, "application/json")
+OPENAI = Envelope("openai", GatewayError.body)
+ANTHROPIC = Envelope("anthropic", lambda exc: anthropic.error_body(exc.status_code, exc.message))
+GEMINI = Envelope("gemini", lambda exc: gemini.error_body(exc.status_code, exc.message))
 
 
-async def handle_gateway_error(request: Request, exc: Exception) -> Response:
-    """Starlette exception handler for :class:`GatewayError`."""
-    assert isinstance(exc, GatewayError)
-    return error_response(exc)
+def answer(exc: GatewayError, envelope: Envelope = OPENAI) -> tuple[int, dict[str, str], bytes]:
+    """The one place an error becomes an answer: ``(status, headers, JSON body)``.
+
+    The raw ASGI endpoints send it (:func:`gateway.asgi.send_error`); :func:`handle_error`
+    makes it a Starlette response.
+    """
+    body = json.dumps(envelope.shape(exc), ensure_ascii=False, separators=(",", ":"))
+    return exc.status_code, exc.headers, body.encode()
 
 
-async def handle_http_exception(request: Request, exc: Exception) -> Response:
-    """Starlette's own 404/405 (unknown route, wrong method) in the same envelope."""
-    status = getattr(exc, "status_code", 500)
-    detail = getattr(exc, "detail", "error")
-    err: GatewayError = NotFound(f"no such route: {request.method} {request.url.path}")
-    if status != 404:
-        err = GatewayError(str(detail))
-        err.status_code, err.type, err.code = status, "invalid_request_error", "bad_request"
-    return Response(error_bytes(err), status, getattr(exc, "headers", None), "application/json")
+def envelope_of(scope: Scope) -> Envelope:
+    """The envelope of the route that matched (an endpoint's ``envelope``), else OpenAI's."""
+    envelope = getattr(scope.get("endpoint"), "envelope", OPENAI)
+    return envelope if isinstance(envelope, Envelope) else OPENAI
+
+
+def as_gateway_error(request: Request, exc: Exception) -> GatewayError:
+    """Any exception a route raised, as a :class:`GatewayError` (a foreign one is a 500)."""
+    if isinstance(exc, GatewayError):
+        return exc
+    if not isinstance(exc, HTTPException):
+        return GatewayError("internal error in the gateway (see its log)")
+    where = f"{request.method} {request.url.path}"
+    headers = dict(exc.headers or {})
+    if exc.status_code == 404:
+        return NotFound(f"no such route: {where}")
+    if exc.status_code == 405:
+        allow = _allowed(request)
+        return MethodNotAllowed(f"{where}: use {allow}", headers={**headers, "Allow": allow})
+    err = GatewayError(str(exc.detail), code="bad_request", headers=headers)
+    err.status_code, err.type = exc.status_code, "invalid_request_error"
+    return err
+
+
+def _allowed(request: Request) -> str:
+    """Every method some route serves at this path (Starlette names only the first route's)."""
+    scope = {**request.scope, "method": ""}  # no route takes it: a path match is PARTIAL
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.matches(scope)[0] is not Match.NONE:
+            methods |= route.methods or set()
+    return ", ".join(sorted(methods))
+
+
+async def handle_error(request: Request, exc: Exception) -> Response:
+    """Starlette's handler for every error: ours, its own 404/405, and the unexpected (500)."""
+    status, headers, body = answer(as_gateway_error(request, exc), envelope_of(request.scope))
+    return Response(body, status, headers, "application/json")

@@ -1,133 +1,72 @@
-"""The OpenAI-compatible routes.
+"""The OpenAI-compatible endpoints.
 
-``POST /v1/chat/completions`` and ``POST /v1/completions`` are served by :class:`FrontDoor`, a
-raw ASGI layer in front of Starlette's router: they are the hot path, and Starlette's request
-and response objects cost more than the proxying itself. The front door also checks the
-gateway keys of every ``/v1*`` route. ``GET /v1/models`` and ``POST /v1/test`` are ordinary
-Starlette routes (:func:`openai_routes`).
+``POST /v1/chat/completions`` and ``POST /v1/completions`` are served by :class:`Proxied`, a
+raw ASGI endpoint: they are the hot path, and Starlette's request and response objects cost
+more than the proxying itself. ``GET /v1/models`` and ``POST /v1/test`` are ordinary Starlette
+endpoints (:class:`OpenAI`). Every one of them checks the gateway keys first. The routes
+themselves are listed in :mod:`gateway.routes`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import hmac
-import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
-from gateway.errors import (
-    BadRequest,
-    BodyTooLarge,
-    GatewayError,
-    MethodNotAllowed,
-    Unauthorized,
-    error_bytes,
+from gateway.asgi import (
+    PIN_HEADER,
+    authorize,
+    headers_of,
+    parse_object,
+    pass_through,
+    pin_of,
+    read_body,
+    send_bytes,
+    send_error,
 )
+from gateway.errors import OPENAI, BadRequest, GatewayError
 from gateway.proxy import Answer, ChatResult, Job, Opened
 from gateway.stats import Outcome
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-JSON = b"application/json"
-PIN_HEADER = b"x-unigw-provider"
-PROXIED = frozenset(("/v1/chat/completions", "/v1/completions"))
-KEY_HEADERS = (b"authorization", b"x-api-key", b"x-goog-api-key")
+class Proxied:
+    """Raw ASGI endpoint of one proxied route: the body is checked and passed through as is."""
 
+    envelope = OPENAI
 
-class FrontDoor:
-    """Raw ASGI: gateway keys on ``/v1*``, then the two proxied routes, else Starlette."""
-
-    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
-        self.app = app
+    def __init__(self, gateway: Gateway, path: str) -> None:
         self.gateway = gateway
+        self.path = path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or not path.startswith("/v1"):
-            return await self.app(scope, receive, send)
-        headers = dict(scope["headers"])  # last value wins; fine for the ones read here
         try:
-            authorize(self.gateway.api_keys, headers)
-            if path in PROXIED:
-                if scope["method"] != "POST":
-                    raise MethodNotAllowed(f"{scope['method']} {path}: use POST",
-                                           headers={"Allow": "POST"})
-                return await self._proxy(scope, headers, receive, send, path)
+            await self._proxy(scope, receive, send)
         except GatewayError as exc:
-            return await send_error(send, exc)
-        await self.app(scope, receive, send)
+            await send_error(send, exc)
 
-    async def _proxy(self, scope: Scope, headers: dict[bytes, bytes], receive: Receive,
-                     send: Send, path: str) -> None:
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
         gateway = self.gateway
+        headers = headers_of(scope)
+        authorize(gateway.api_keys, headers)
         raw = await read_body(headers, receive, gateway.max_body_bytes)
         body = parse_object(raw)
-        model, stream = validate(path, body)
+        model, stream = validate(self.path, body)
         pin = pin_of(scope, headers)
         router = gateway.router
         plan = router.pinned(pin, model) if pin else router.plan(model)
-        result = await gateway.proxy.call(Job(path, body, raw, stream, plan))
+        result = await gateway.proxy.call(Job(self.path, body, raw, stream, plan))
         if isinstance(result, Answer):
-            await send_answer(send, result)
+            head = [(b"content-type", result.content_type),
+                    (PIN_HEADER, result.backend.name.encode())]
+            await send_bytes(send, result.status, result.body, head)
         else:
             await stream_answer(gateway, result, receive, send)
-
-
-def authorize(keys: tuple[bytes, ...], headers: dict[bytes, bytes],
-              query_key: bytes | None = None) -> None:
-    """401 unless a gateway key came as a bearer, ``x-api-key``, ``x-goog-api-key`` or (Gemini's
-    ``?key=``) ``query_key``; anything goes when no keys are configured."""
-    if not keys:
-        return
-    tokens = [query_key] if query_key else []
-    for name in KEY_HEADERS:
-        value = headers.get(name)
-        if value is not None:
-            tokens.append(value[7:] if value[:7].lower() == b"bearer " else value)
-    if any(hmac.compare_digest(token, key) for token in tokens for key in keys):
-        return
-    raise Unauthorized("a gateway API key is required: send 'Authorization: Bearer KEY'")
-
-
-async def read_body(headers: dict[bytes, bytes], receive: Receive, limit: int) -> bytes:
-    """The request body; 413 past ``limit`` bytes (by Content-Length or as it arrives)."""
-    length = headers.get(b"content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise BodyTooLarge(f"request body of {int(length)} bytes is over the limit of {limit}")
-    message = await receive()
-    body = message.get("body", b"")
-    while message.get("more_body"):
-        message = await receive()
-        body += message.get("body", b"")
-        if len(body) > limit:
-            raise BodyTooLarge(f"request body is over the limit of {limit} bytes")
-    if len(body) > limit:
-        raise BodyTooLarge(f"request body of {len(body)} bytes is over the limit of {limit}")
-    return body
-
-
-def parse_object(raw: bytes) -> dict[str, Any]:
-    """The body as a JSON object, or 400."""
-    try:
-        body = json.loads(raw)
-    except ValueError as exc:
-        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise BadRequest("the request body must be a JSON object")
-    return body
 
 
 def validate(path: str, body: dict[str, Any]) -> tuple[str, bool]:
@@ -151,33 +90,6 @@ def validate(path: str, body: dict[str, Any]) -> tuple[str, bool]:
     return model, stream
 
 
-def pin_of(scope: Scope, headers: dict[bytes, bytes]) -> str | None:
-    """The provider a request is pinned to: ``?provider=NAME`` or ``X-Unigw-Provider``."""
-    query = scope.get("query_string")
-    if query and b"provider=" in query:
-        values = parse_qs(query.decode("latin-1")).get("provider")
-        if values and values[0]:
-            return values[0]
-    value = headers.get(PIN_HEADER)
-    return value.decode("latin-1") if value else None
-
-
-async def send_error(send: Send, exc: GatewayError) -> None:
-    body = error_bytes(exc)
-    head = [(b"content-type", JSON), (b"content-length", b"%d" % len(body))]
-    head += [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
-    await send({"type": "http.response.start", "status": exc.status_code, "headers": head})
-    await send({"type": "http.response.body", "body": body})
-
-
-async def send_answer(send: Send, answer: Answer) -> None:
-    head = [(b"content-type", answer.content_type),
-            (b"content-length", b"%d" % len(answer.body)),
-            (PIN_HEADER, answer.backend.name.encode())]
-    await send({"type": "http.response.start", "status": answer.status, "headers": head})
-    await send({"type": "http.response.body", "body": answer.body})
-
-
 async def stream_answer(gateway: Gateway, opened: Opened, receive: Receive, send: Send) -> None:
     """Pass an opened stream through; if the client goes away, stop and close the upstream."""
     content_type = opened.response.header(b"content-type") or b"text/event-stream"
@@ -191,46 +103,16 @@ async def stream_answer(gateway: Gateway, opened: Opened, receive: Receive, send
         opened.finish(Outcome.CANCELLED)  # a no-op if it finished already (or never began)
 
 
-async def pass_through(receive: Receive, send: Send, status: int, head: list[tuple[bytes, bytes]],
-                       events: AsyncIterator[bytes]) -> None:
-    """Send ``events`` as they come; stop early, normally, when the client goes away.
+class OpenAI:
+    """``GET /v1/models`` and ``POST /v1/test``, as Starlette endpoints."""
 
-    The caller closes the upstream behind ``events`` in its own ``finally``.
-    """
-    task = asyncio.current_task()
-    assert task is not None
-    gone = asyncio.Event()
-    watcher = asyncio.ensure_future(_watch_disconnect(receive, task, gone))
-    try:
-        await send({"type": "http.response.start", "status": status, "headers": head})
-        async for data in events:
-            await send({"type": "http.response.body", "body": data, "more_body": True})
-        watcher.cancel()  # from here a disconnect no longer matters
-        await send({"type": "http.response.body", "body": b""})
-    except asyncio.CancelledError:
-        if not gone.is_set():
-            raise
-        uncancel = getattr(task, "uncancel", None)  # Python 3.11+ counts cancellations
-        if uncancel is not None:
-            uncancel()  # the client left: that ends this request normally
-    finally:
-        watcher.cancel()
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
 
-
-async def _watch_disconnect(receive: Receive, task: asyncio.Task[Any], gone: asyncio.Event) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    gone.set()
-    task.cancel()
-
-
-# -- Starlette routes ----------------------------------------------------------------------------
-
-def openai_routes(gateway: Gateway) -> list[BaseRoute]:
-    """``GET /v1/models`` and ``POST /v1/test`` (the translated APIs: gateway.translated_routes)."""
-
-    async def models(request: Request) -> Response:
-        table = gateway.router.table()
+    async def models(self, request: Request) -> Response:
+        """The union of the ready providers' models, each owned by the first that has it."""
+        authorize(self.gateway.api_keys, headers_of(request.scope))
+        table = self.gateway.router.table()
         data, seen = [], set()
         for backend in table.ready:
             for model in backend.models:
@@ -241,19 +123,15 @@ def openai_routes(gateway: Gateway) -> list[BaseRoute]:
                                  "owned_by": backend.name, "providers": owners})
         return JSONResponse({"object": "list", "data": data})
 
-    async def test(request: Request) -> Response:
-        return await one_shot_test(gateway, request)
-
-    return [
-        Route("/v1/models", models, methods=["GET"]),
-        Route("/v1/test", test, methods=["POST"]),
-    ]
+    async def test(self, request: Request) -> Response:
+        """``POST /v1/test``: see :func:`one_shot_test`."""
+        authorize(self.gateway.api_keys, headers_of(request.scope))
+        return await one_shot_test(self.gateway, request)
 
 
 async def one_shot_test(gateway: Gateway, request: Request) -> Response:
     """``POST /v1/test {"message", "provider"?, "model"?}``: one non-streaming check."""
-    raw = await read_body(dict(request.scope["headers"]), request.receive,
-                          gateway.max_body_bytes)
+    raw = await read_body(headers_of(request.scope), request.receive, gateway.max_body_bytes)
     body = parse_object(raw)
     message, provider, model = body.get("message"), body.get("provider"), body.get("model")
     if not isinstance(message, str) or not message:

@@ -6,43 +6,45 @@
     POST /v1/models/{model}:generateContent               the same two again: google-genai with
     POST /v1/models/{model}:streamGenerateContent         a custom base URL speaks API "v1"
 
-:class:`TranslatedDoor` is raw ASGI in front of :class:`~gateway.openai_routes.FrontDoor`; any
-other request passes through untouched. A translated request is: the gateway-key check
+Each route is a :class:`Translated` raw ASGI endpoint (listed in :mod:`gateway.routes`). A
+translated request is: the gateway-key check
 (``x-api-key``, ``x-goog-api-key``, ``?key=`` or a bearer), the body (same size limit), the
 API's ``to_chat_request``, :meth:`gateway.app.Gateway.forward_chat` (the same model resolution,
 aliases, pinning, routing, failover and statistics as ``/v1/chat/completions``), and the API's
 ``from_chat_response`` or ``stream_from_chat`` back. Each API is an :class:`Api` in the
 :data:`APIS` registry: nothing else here knows which API it is serving.
 
-Errors are answered in the API's own shape at one place, :func:`send_error`: a
+Errors are answered in the API's own envelope (:data:`gateway.errors.ANTHROPIC`, ``GEMINI``)
+by :func:`gateway.errors.answer`, the one place errors become answers: a
 :class:`~gateway.errors.GatewayError` keeps its status (and ``Retry-After``), a translation
-``ValueError`` is a 400. Once a stream has started, a provider failure ends it with the API's
-error event (written by ``stream_from_chat``). Every answer a provider gave carries
-``X-Unigw-Provider``.
+``ValueError`` is a 400, and a wrong method (405) is answered in the same envelope. Once a
+stream has started, a provider failure ends it with the API's error event (written by
+``stream_from_chat``). Every answer a provider gave carries ``X-Unigw-Provider``.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import parse_qs
 
-from gateway.errors import BadRequest, GatewayError
-from gateway.openai_routes import (
+from starlette.types import Receive, Scope, Send
+
+from gateway.asgi import (
+    JSON,
     PIN_HEADER,
-    ASGIApp,
-    Receive,
-    Scope,
-    Send,
+    SSE,
     authorize,
+    headers_of,
     parse_object,
     pass_through,
     pin_of,
+    query_value,
     read_body,
+    send_error,
+    send_json,
 )
+from gateway.errors import ANTHROPIC, GEMINI, BadRequest, Envelope, GatewayError
 from gateway.proxy import ChatResult, ChatStream
 from gateway.translate import anthropic as anthropic_api
 from gateway.translate import gemini as gemini_api
@@ -51,9 +53,6 @@ from gateway.translate.common import close_upstream
 if TYPE_CHECKING:
     from gateway.app import Gateway
 
-JSON = b"application/json"
-SSE = b"text/event-stream"
-GEMINI_PATH = re.compile(r"/v1(?:beta)?/models/(.+):(generateContent|streamGenerateContent)")
 
 
 class Translation(Protocol):
@@ -73,16 +72,18 @@ class Translation(Protocol):
 
 @dataclass(frozen=True)
 class Api:
-    """One translated API: its translation module, and whether ``?key=`` carries the key."""
+    """One translated API: its translation module, its error envelope, and whether ``?key=``
+    carries the key."""
 
     name: str
     translation: Translation
+    envelope: Envelope
     query_key: bool = False
 
 
 APIS = {
-    "anthropic": Api("anthropic", anthropic_api),
-    "gemini": Api("gemini", gemini_api, query_key=True),
+    "anthropic": Api("anthropic", anthropic_api, ANTHROPIC),
+    "gemini": Api("gemini", gemini_api, GEMINI, query_key=True),
 }
 
 
@@ -100,45 +101,27 @@ class Call:
     sse: bool = True
 
 
-def match(scope: Scope) -> Call | None:
-    """The translated request ``scope`` is, or None for any other request."""
-    if scope["type"] != "http" or scope["method"] != "POST":
-        return None
-    path: str = scope["path"]
-    if path == "/v1/messages":
-        return Call(APIS["anthropic"])
-    found = GEMINI_PATH.fullmatch(path) if ":" in path else None  # cheap for the OpenAI routes
-    if found is None:
-        return None
-    stream = found.group(2) == "streamGenerateContent"
-    sse = not stream or query_value(scope, "alt") == "sse"
-    return Call(APIS["gemini"], model=found.group(1), stream=stream, sse=sse)
+class Translated:
+    """Raw ASGI endpoint of one translated route (``stream``: None when the body says)."""
 
-
-def query_value(scope: Scope, name: str) -> str | None:
-    """The first value of query parameter ``name``, or None."""
-    query = scope.get("query_string") or b""
-    if name.encode() + b"=" not in query:
-        return None
-    values = parse_qs(query.decode("latin-1")).get(name)
-    return values[0] if values else None
-
-
-class TranslatedDoor:
-    """Raw ASGI: serves the translated routes, passes everything else to ``app``."""
-
-    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
-        self.app = app
+    def __init__(self, gateway: Gateway, api: Api, *, stream: bool | None = None) -> None:
         self.gateway = gateway
+        self.api = api
+        self.stream = stream
+        self.envelope = api.envelope  # read by gateway.errors.envelope_of
+
+    def call(self, scope: Scope) -> Call:
+        """What this request's URL says: the Gemini model, and ``?alt=sse`` for its streams."""
+        model = scope.get("path_params", {}).get("model")
+        sse = not self.stream or query_value(scope, "alt") == "sse"
+        return Call(self.api, model=model, stream=self.stream, sse=sse)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        call = match(scope)
-        if call is None:
-            return await self.app(scope, receive, send)
+        call = self.call(scope)
         try:
             result, stop = await self._forward(call, scope, receive)
         except GatewayError as exc:
-            return await send_error(send, call.api, exc)
+            return await send_error(send, exc, call.api.envelope)
         if isinstance(result, ChatResult):
             body = call.api.translation.from_chat_response(
                 result.body, model=result.model, stop_sequences=stop)
@@ -153,7 +136,7 @@ class TranslatedDoor:
                        ) -> tuple[ChatResult | ChatStream, Sequence[str]]:
         """Check the key, read and translate the body, and forward it; GatewayError if not."""
         gateway = self.gateway
-        headers = dict(scope["headers"])
+        headers = headers_of(scope)
         query_key = query_value(scope, "key") if call.api.query_key else None
         authorize(gateway.api_keys, headers, query_key.encode() if query_key else None)
         body = parse_object(await read_body(headers, receive, gateway.max_body_bytes))
@@ -169,23 +152,6 @@ class TranslatedDoor:
 
 
 # -- answering -----------------------------------------------------------------------------------
-
-async def send_error(send: Send, api: Api, exc: GatewayError) -> None:
-    """The one place a gateway error becomes an answer in ``api``'s own error shape."""
-    extra = [(k.lower().encode(), v.encode()) for k, v in exc.headers.items()]
-    await send_json(send, exc.status_code, api.translation.error_body(exc.status_code,
-                                                                        exc.message), None, extra)
-
-
-async def send_json(send: Send, status: int, body: dict[str, Any], provider: str | None,
-                    extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    head = [(b"content-type", JSON), (b"content-length", b"%d" % len(data)), *(extra or [])]
-    if provider is not None:
-        head.append((PIN_HEADER, provider.encode()))
-    await send({"type": "http.response.start", "status": status, "headers": head})
-    await send({"type": "http.response.body", "body": data})
-
 
 async def json_array(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """Gemini's stream without ``?alt=sse``: the events' objects as one JSON array."""
@@ -210,4 +176,4 @@ async def send_stream(send: Send, receive: Receive, provider: str,
         await close_upstream(events)  # closing the events closes the provider's stream
 
 
-__all__ = ["APIS", "Api", "Call", "TranslatedDoor", "match", "send_error"]
+__all__ = ["APIS", "Api", "Call", "Translated"]

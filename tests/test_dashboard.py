@@ -23,10 +23,11 @@ import httpx
 import pytest
 from echo_helpers import free_port
 from starlette.applications import Starlette
+from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
 from gateway.dashboard import FRONTEND_DIR as FRONTEND
-from gateway.dashboard import dashboard_routes
+from gateway.dashboard import frontend_files, index
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -199,7 +200,8 @@ def dashboard(demo: subprocess.Popen[bytes], browser: Any) -> Iterator[tuple[Any
 
 @pytest.fixture(scope="module")
 def static_client() -> Iterator[TestClient]:
-    with TestClient(Starlette(routes=dashboard_routes())) as client:
+    routes = [Route("/", index), Mount("/ui", app=frontend_files())]  # as gateway.routes lists them
+    with TestClient(Starlette(routes=routes)) as client:
         yield client
 
 

@@ -22,67 +22,22 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from gateway.translate import common
 from gateway.translate.anthropic_request import to_chat_request
-from gateway.translate.common import (
-    ANTHROPIC_STOP_REASONS,
-    Delta,
-    StreamSummary,
-    TextDelta,
-    ToolCallDelta,
-    chat_deltas,
-    close_upstream,
-    failure_status,
-    finish_reason,
-    new_id,
-    parse_arguments,
-    read_chat_response,
-    stop_sequence_matched,
-)
 
-__all__ = [
-    "error_body",
-    "error_event",
-    "from_chat_response",
-    "stream_from_chat",
-    "to_chat_request",
-]
-
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    502: "api_error",
-    503: "overloaded_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
-
-
-def error_body(status: int, message: str) -> dict:
-    """`{"type": "error", "error": {"type", "message"}}` for an HTTP status."""
-    kind = _ERROR_TYPES.get(status) or ("invalid_request_error" if status < 500 else "api_error")
-    return {"type": "error", "error": {"type": kind, "message": message}}
-
-
-def error_event(status: int, message: str) -> bytes:
-    """The `event: error` that ends a failed stream."""
-    return _sse("error", error_body(status, message))
+__all__ = ["error_body", "error_event", "from_chat_response", "stream_from_chat", "to_chat_request"]
 
 
 def from_chat_response(resp: dict, *, model: str, stop_sequences: Sequence[str] = ()) -> dict:
     """A chat.completion as an Anthropic `message` (text block first, then tool_use blocks)."""
-    result = read_chat_response(resp)
+    result = common.read_chat_response(resp)
     content: list[dict[str, Any]] = []
     if result.text:
         content.append({"type": "text", "text": result.text})
     for call in result.tool_calls:
         block = {"type": "tool_use", "id": call.id, "name": call.name}
-        content.append({**block, "input": parse_arguments(call.arguments)})
-    reason = finish_reason(result.finish_reason, has_tool_calls=bool(result.tool_calls))
+        content.append({**block, "input": common.parse_arguments(call.arguments)})
+    reason = common.finish_reason(result.finish_reason, has_tool_calls=bool(result.tool_calls))
     stop_reason, sequence = _stop_reason(reason, result.matched_stop, stop_sequences)
     return {
         **_message_shell(result.id, model),
@@ -93,46 +48,48 @@ def from_chat_response(resp: dict, *, model: str, stop_sequences: Sequence[str] 
     }
 
 
-async def stream_from_chat(
+def stream_from_chat(
     chunks: AsyncIterator[dict], *, model: str, stop_sequences: Sequence[str] = ()
 ) -> AsyncIterator[bytes]:
     """Chat completion chunks as Anthropic stream events, one SSE event per yielded bytes.
 
     `message_start` is sent on the first chunk, so a caller can still fail over before that.
     """
-    summary = StreamSummary()
-    blocks = _Blocks()
-    started = False
-    try:
-        async for deltas in chat_deltas(chunks, summary):
-            if not started:
-                started = True
-                yield _message_start(summary.id, model)
-                yield _sse("ping", {"type": "ping"})
-            for delta in deltas:
-                for event in blocks.feed(delta):
-                    yield event
-    except Exception as exc:  # any upstream failure ends the stream in Anthropic's own words
-        yield error_event(failure_status(exc), str(exc))
-        return
-    finally:
-        await close_upstream(chunks)
-    if not started:
-        yield _message_start(summary.id, model)
-    for event in blocks.finish():
-        yield event
-    matched = summary.finish.matched_stop if summary.finish else None
-    stop_reason, sequence = _stop_reason(summary.final_reason(), matched, stop_sequences)
-    usage = summary.usage
-    yield _sse(
-        "message_delta",
-        {
-            "type": "message_delta",
-            "delta": {"stop_reason": stop_reason, "stop_sequence": sequence},
-            "usage": {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
-        },
-    )
-    yield _sse("message_stop", {"type": "message_stop"})
+    return common.write_stream(chunks, _Events(model, stop_sequences))
+
+
+class _Events:
+    """Writes one Anthropic stream (a :class:`~gateway.translate.common.StreamWriter`)."""
+
+    def __init__(self, model: str, stop_sequences: Sequence[str]) -> None:
+        self.model = model
+        self.stop_sequences = stop_sequences
+        self.blocks = _Blocks()
+        self.started = False
+
+    def feed(self, deltas: list[common.Delta], summary: common.StreamSummary) -> list[bytes]:
+        events = []
+        if not self.started:
+            self.started = True
+            events = [_message_start(summary.id, self.model), _sse("ping", {"type": "ping"})]
+        for delta in deltas:
+            events += self.blocks.feed(delta)
+        return events
+
+    def finish(self, summary: common.StreamSummary) -> list[bytes]:
+        events = [] if self.started else [_message_start(summary.id, self.model)]  # no ping
+        events += self.blocks.finish()
+        matched = summary.finish.matched_stop if summary.finish else None
+        stop_reason, sequence = _stop_reason(summary.final_reason(), matched, self.stop_sequences)
+        usage = {"input_tokens": summary.usage.input_tokens,
+                 "output_tokens": summary.usage.output_tokens}
+        delta = {"stop_reason": stop_reason, "stop_sequence": sequence}
+        return [*events,
+                _sse("message_delta", {"type": "message_delta", "delta": delta, "usage": usage}),
+                _sse("message_stop", {"type": "message_stop"})]
+
+    def error(self, status: int, message: str) -> bytes:
+        return error_event(status, message)
 
 
 class _Blocks:
@@ -150,10 +107,10 @@ class _Blocks:
         self.text_block: int | None = None  # block index of the open text block
         self.tools: dict[int, _Tool] = {}  # by the chat tool-call index
 
-    def feed(self, delta: Delta) -> list[bytes]:
-        if isinstance(delta, TextDelta):
+    def feed(self, delta: common.Delta) -> list[bytes]:
+        if isinstance(delta, common.TextDelta):
             return self._text(delta.text)
-        if isinstance(delta, ToolCallDelta):
+        if isinstance(delta, common.ToolCallDelta):
             return self._tool(delta)
         return []
 
@@ -173,7 +130,7 @@ class _Blocks:
         delta = {"type": "text_delta", "text": text}
         return [*events, _block_delta(self.text_block, delta)]
 
-    def _tool(self, delta: ToolCallDelta) -> list[bytes]:
+    def _tool(self, delta: common.ToolCallDelta) -> list[bytes]:
         tool = self.tools.setdefault(delta.index, _Tool())
         tool.id = tool.id or delta.id
         tool.name = tool.name or delta.name
@@ -184,7 +141,8 @@ class _Blocks:
 
     def _open_tool(self, tool: _Tool) -> list[bytes]:
         events = self._close()
-        block = {"type": "tool_use", "id": tool.id or new_id("toolu_"), "name": tool.name or ""}
+        tool_id = tool.id or common.new_id("toolu_")
+        block = {"type": "tool_use", "id": tool_id, "name": tool.name or ""}
         tool.block, start = self._start({**block, "input": {}})
         return [*events, start, *self._flush_arguments(tool)]
 
@@ -220,10 +178,10 @@ def _stop_reason(
     reason: str, matched: str | None, stop_sequences: Sequence[str]
 ) -> tuple[str, str | None]:
     """(stop_reason, stop_sequence) for a normalised OpenAI finish_reason."""
-    sequence = stop_sequence_matched(matched, stop_sequences) if reason == "stop" else None
+    sequence = common.stop_sequence_matched(matched, stop_sequences) if reason == "stop" else None
     if sequence is not None:
         return "stop_sequence", sequence
-    return ANTHROPIC_STOP_REASONS.get(reason, "end_turn"), None
+    return common.ANTHROPIC_STOP_REASONS.get(reason, "end_turn"), None
 
 
 def _message_shell(chat_id: str, model: str) -> dict[str, Any]:
@@ -245,6 +203,17 @@ def _message_start(chat_id: str, model: str) -> bytes:
 def _block_delta(index: int, delta: dict[str, Any]) -> bytes:
     event = {"type": "content_block_delta", "index": index, "delta": delta}
     return _sse("content_block_delta", event)
+
+
+def error_body(status: int, message: str) -> dict:
+    """`{"type": "error", "error": {"type", "message"}}` for an HTTP status."""
+    kind = common.error_names(status).anthropic
+    return {"type": "error", "error": {"type": kind, "message": message}}
+
+
+def error_event(status: int, message: str) -> bytes:
+    """The `event: error` that ends a failed stream."""
+    return _sse("error", error_body(status, message))
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:

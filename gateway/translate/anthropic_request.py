@@ -20,16 +20,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway.translate.common import (
-    collapse_parts,
-    data_url_part,
-    expect,
-    expect_list,
-    expect_strings,
-    image_part,
-    optional,
-    set_number,
-)
+from gateway.translate import common
+from gateway.translate.common import expect, expect_list, expect_strings, optional, set_number
 
 _SKIPPED_BLOCKS = ("thinking", "redacted_thinking")
 
@@ -65,10 +57,7 @@ def to_chat_request(body: object, *, stream: bool, model: str | None = None) -> 
         choice = _tool_choice(data["tool_choice"])
         if "tools" in out:  # providers reject a tool_choice that has no tools to choose from
             out.update(choice)
-    out["stream"] = stream
-    if stream:
-        out["stream_options"] = {"include_usage": True}
-    return out
+    return common.with_stream(out, stream)
 
 
 def _system_messages(system: Any) -> list[dict[str, Any]]:
@@ -116,12 +105,7 @@ def _assistant(blocks: list[Any], path: str) -> dict[str, Any]:
             calls.append(_tool_call(block, bpath))
         elif kind not in _SKIPPED_BLOCKS:
             raise ValueError(f"{bpath}.type: unsupported block type {kind!r} in an assistant turn")
-    out: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
-    if calls:
-        out["tool_calls"] = calls
-    elif out["content"] is None:
-        out["content"] = ""
-    return out
+    return common.assistant_message(texts, calls)
 
 
 def _tool_call(block: dict[str, Any], path: str) -> dict[str, Any]:
@@ -151,9 +135,7 @@ def _user(blocks: list[Any], path: str) -> list[dict[str, Any]]:
             parts.append(_part(block, bpath))
         elif kind not in _SKIPPED_BLOCKS:
             raise ValueError(f"{bpath}.type: unsupported block type {kind!r}")
-    if parts:
-        return [*tool_messages, {"role": "user", "content": collapse_parts(parts)}]
-    return tool_messages
+    return common.user_messages(tool_messages, parts)
 
 
 def _tool_result(block: dict[str, Any], path: str) -> tuple[dict[str, Any], list[dict]]:
@@ -196,9 +178,9 @@ def _part(block: dict[str, Any], path: str) -> dict[str, Any]:
     if kind == "base64":
         media_type = expect(source.get("media_type"), str, f"{path}.source.media_type", "a string")
         data = expect(source.get("data"), str, f"{path}.source.data", "a base64 string")
-        return data_url_part(media_type, data)
+        return common.data_url_part(media_type, data)
     if kind == "url":
-        return image_part(expect(source.get("url"), str, f"{path}.source.url", "a string"))
+        return common.image_part(expect(source.get("url"), str, f"{path}.source.url", "a string"))
     raise ValueError(f"{path}.source.type: must be 'base64' or 'url'")
 
 

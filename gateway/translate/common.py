@@ -5,8 +5,12 @@ Pure helpers, no I/O:
 * request validation (`expect`, `expect_list`, ...) that raises `ValueError` naming the field;
 * images: a base64 payload becomes an OpenAI `image_url` part with a `data:` URL;
 * finish reasons: OpenAI `finish_reason` → Anthropic `stop_reason` / Gemini `finishReason`;
+* the chat messages both request translations end with (`assistant_message`, `user_messages`,
+  `with_stream`);
 * reading a chat completion (`read_chat_response`) and a chunk stream (`chat_deltas`) into a few
-  neutral values, so each API module only decides how to *write* its own format.
+  neutral values, so each API module only decides how to *write* its own format;
+* driving a translated stream (`write_stream`): one place that reads the chunks, ends a failed
+  stream with the API's error event and always closes the upstream.
 
 OpenAI's `finish_reason: "stop"` does not say whether a stop sequence matched. Some providers
 add a non-standard string field to the choice (`stop_sequence`, SGLang's `matched_stop`, vLLM's
@@ -18,9 +22,9 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 # OpenAI finish_reason → Anthropic stop_reason. "function_call" is the legacy name.
 ANTHROPIC_STOP_REASONS = {
@@ -38,6 +42,40 @@ GEMINI_FINISH_REASONS = {
     "function_call": "STOP",
     "content_filter": "SAFETY",
 }
+
+
+class ErrorNames(NamedTuple):
+    """How each API names one HTTP error status."""
+
+    anthropic: str  # the error's "type"
+    google: str  # the google.rpc status name
+
+
+_ERROR_NAMES = {
+    400: ErrorNames("invalid_request_error", "INVALID_ARGUMENT"),
+    401: ErrorNames("authentication_error", "UNAUTHENTICATED"),
+    403: ErrorNames("permission_error", "PERMISSION_DENIED"),
+    404: ErrorNames("not_found_error", "NOT_FOUND"),
+    409: ErrorNames("invalid_request_error", "ABORTED"),
+    413: ErrorNames("request_too_large", "INVALID_ARGUMENT"),
+    429: ErrorNames("rate_limit_error", "RESOURCE_EXHAUSTED"),
+    499: ErrorNames("invalid_request_error", "CANCELLED"),
+    500: ErrorNames("api_error", "INTERNAL"),
+    501: ErrorNames("api_error", "UNIMPLEMENTED"),
+    502: ErrorNames("api_error", "INTERNAL"),
+    503: ErrorNames("overloaded_error", "UNAVAILABLE"),
+    504: ErrorNames("timeout_error", "DEADLINE_EXCEEDED"),
+    529: ErrorNames("overloaded_error", "INTERNAL"),
+}
+_CLIENT_ERROR = ErrorNames("invalid_request_error", "INVALID_ARGUMENT")  # any other 4xx
+_SERVER_ERROR = ErrorNames("api_error", "INTERNAL")  # any other 5xx
+
+
+def error_names(status: int) -> ErrorNames:
+    """The names each API gives HTTP error ``status``."""
+    return _ERROR_NAMES.get(status) or (_CLIENT_ERROR if status < 500 else _SERVER_ERROR)
+
+
 # Non-standard choice fields some providers use to name the stop sequence that matched.
 _MATCHED_STOP_FIELDS = ("stop_sequence", "matched_stop", "stop_reason")
 
@@ -105,6 +143,32 @@ def collapse_parts(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
     if all(p["type"] == "text" for p in parts):
         return "\n".join(p["text"] for p in parts)
     return parts
+
+
+def assistant_message(texts: list[str], calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """One assistant chat message: the texts joined, and the tool calls if there are any."""
+    out: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
+    if calls:
+        out["tool_calls"] = calls
+    elif out["content"] is None:
+        out["content"] = ""
+    return out
+
+
+def user_messages(tool_messages: list[dict[str, Any]],
+                  parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A user turn: its tool results first (chat wants them right after the call), then the rest."""
+    if parts:
+        return [*tool_messages, {"role": "user", "content": collapse_parts(parts)}]
+    return tool_messages
+
+
+def with_stream(out: dict[str, Any], stream: bool) -> dict[str, Any]:
+    """``out`` with ``stream`` set; a stream also asks for the usage in its last chunk."""
+    out["stream"] = stream
+    if stream:
+        out["stream_options"] = {"include_usage": True}
+    return out
 
 
 def new_id(prefix: str) -> str:
@@ -319,6 +383,41 @@ async def chat_deltas(
         for delta in deltas:
             summary.note(delta)
         yield deltas
+
+
+class StreamWriter(Protocol):
+    """How one API writes a translated stream (see :func:`write_stream`)."""
+
+    def feed(self, deltas: list[Delta], summary: StreamSummary) -> Iterable[bytes]:
+        """The events for one chunk's deltas (maybe none)."""
+
+    def finish(self, summary: StreamSummary) -> Iterable[bytes]:
+        """The closing events of a stream that ended normally."""
+
+    def error(self, status: int, message: str) -> bytes:
+        """The event that ends a failed stream."""
+
+
+async def write_stream(
+    chunks: AsyncIterator[dict[str, Any]], writer: StreamWriter
+) -> AsyncIterator[bytes]:
+    """Chat completion chunks as ``writer``'s events, one event per yielded bytes.
+
+    If ``chunks`` raises, the stream ends with ``writer.error`` and no closing events; the
+    upstream behind ``chunks`` is closed however the stream ends.
+    """
+    summary = StreamSummary()
+    try:
+        async for deltas in chat_deltas(chunks, summary):
+            for event in writer.feed(deltas, summary):
+                yield event
+    except Exception as exc:  # any upstream failure ends the stream in the API's own words
+        yield writer.error(failure_status(exc), str(exc))
+        return
+    finally:
+        await close_upstream(chunks)
+    for event in writer.finish(summary):
+        yield event
 
 
 def failure_status(exc: BaseException) -> int:

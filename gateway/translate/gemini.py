@@ -23,114 +23,71 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from gateway.translate.common import (
-    GEMINI_FINISH_REASONS,
-    StreamSummary,
-    TextDelta,
-    ToolCall,
-    ToolCallDelta,
-    chat_deltas,
-    close_upstream,
-    failure_status,
-    finish_reason,
-    new_id,
-    parse_arguments,
-    read_chat_response,
-)
+from gateway.translate import common
 from gateway.translate.gemini_request import to_chat_request
 
-__all__ = [
-    "error_body",
-    "error_event",
-    "from_chat_response",
-    "stream_from_chat",
-    "to_chat_request",
-]
-
-_STATUSES = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    409: "ABORTED",
-    429: "RESOURCE_EXHAUSTED",
-    499: "CANCELLED",
-    500: "INTERNAL",
-    501: "UNIMPLEMENTED",
-    502: "INTERNAL",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
-
-
-def error_body(status: int, message: str) -> dict:
-    """`{"error": {"code", "message", "status"}}` for an HTTP status."""
-    name = _STATUSES.get(status) or ("INVALID_ARGUMENT" if status < 500 else "INTERNAL")
-    return {"error": {"code": status, "message": message, "status": name}}
-
-
-def error_event(status: int, message: str) -> bytes:
-    """The data event that ends a failed stream."""
-    return _sse(error_body(status, message))
+__all__ = ["error_body", "error_event", "from_chat_response", "stream_from_chat", "to_chat_request"]
 
 
 def from_chat_response(resp: dict, *, model: str, stop_sequences: Sequence[str] = ()) -> dict:
     """A chat.completion as a GenerateContentResponse with one candidate."""
-    result = read_chat_response(resp)
+    result = common.read_chat_response(resp)
     parts: list[dict[str, Any]] = [{"text": result.text}] if result.text else []
     parts += [_function_call(call) for call in result.tool_calls]
-    reason = finish_reason(result.finish_reason, has_tool_calls=bool(result.tool_calls))
+    reason = common.finish_reason(result.finish_reason, has_tool_calls=bool(result.tool_calls))
     return _response(
         result.id,
         model,
         parts or [{"text": ""}],
-        finish=GEMINI_FINISH_REASONS.get(reason, "OTHER"),
+        finish=common.GEMINI_FINISH_REASONS.get(reason, "OTHER"),
         usage=(result.input_tokens, result.output_tokens),
     )
 
 
-async def stream_from_chat(
+def stream_from_chat(
     chunks: AsyncIterator[dict], *, model: str, stop_sequences: Sequence[str] = ()
 ) -> AsyncIterator[bytes]:
     """Chat completion chunks as Gemini SSE events, one event per yielded bytes."""
-    summary = StreamSummary()
-    calls: dict[int, ToolCall] = {}  # by the chat tool-call index, arguments accumulated
-    try:
-        async for deltas in chat_deltas(chunks, summary):
-            text = "".join(d.text for d in deltas if isinstance(d, TextDelta))
-            for delta in deltas:
-                if isinstance(delta, ToolCallDelta):
-                    _accumulate(calls, delta)
-            if text:
-                yield _sse(_response(summary.id, model, [{"text": text}]))
-    except Exception as exc:  # any upstream failure ends the stream in Google's own words
-        yield error_event(failure_status(exc), str(exc))
-        return
-    finally:
-        await close_upstream(chunks)
-    parts = [_function_call(call) for _, call in sorted(calls.items())]
-    usage = summary.usage
-    yield _sse(
-        _response(
-            summary.id,
-            model,
-            parts or [{"text": ""}],
-            finish=GEMINI_FINISH_REASONS.get(summary.final_reason(), "OTHER"),
-            usage=(usage.input_tokens, usage.output_tokens),
-        )
-    )
+    return common.write_stream(chunks, _Events(model))
 
 
-def _accumulate(calls: dict[int, ToolCall], delta: ToolCallDelta) -> None:
-    call = calls.setdefault(delta.index, ToolCall(id="", name="", arguments=""))
+class _Events:
+    """Writes one Gemini stream (a :class:`~gateway.translate.common.StreamWriter`): text as
+    it comes, function calls whole in the last event."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.calls: dict[int, common.ToolCall] = {}  # by tool-call index, arguments accumulated
+
+    def feed(self, deltas: list[common.Delta], summary: common.StreamSummary) -> list[bytes]:
+        for delta in deltas:
+            if isinstance(delta, common.ToolCallDelta):
+                _accumulate(self.calls, delta)
+        text = "".join(d.text for d in deltas if isinstance(d, common.TextDelta))
+        return [_sse(_response(summary.id, self.model, [{"text": text}]))] if text else []
+
+    def finish(self, summary: common.StreamSummary) -> list[bytes]:
+        parts = [_function_call(call) for _, call in sorted(self.calls.items())]
+        usage = summary.usage
+        finish = common.GEMINI_FINISH_REASONS.get(summary.final_reason(), "OTHER")
+        last = _response(summary.id, self.model, parts or [{"text": ""}], finish=finish,
+                         usage=(usage.input_tokens, usage.output_tokens))
+        return [_sse(last)]
+
+    def error(self, status: int, message: str) -> bytes:
+        return error_event(status, message)
+
+
+def _accumulate(calls: dict[int, common.ToolCall], delta: common.ToolCallDelta) -> None:
+    call = calls.setdefault(delta.index, common.ToolCall(id="", name="", arguments=""))
     call.id = call.id or delta.id or ""
     call.name = call.name or delta.name or ""
     call.arguments += delta.arguments
 
 
-def _function_call(call: ToolCall) -> dict[str, Any]:
-    function_call = {"id": call.id or new_id("call_"), "name": call.name}
-    return {"functionCall": {**function_call, "args": parse_arguments(call.arguments)}}
+def _function_call(call: common.ToolCall) -> dict[str, Any]:
+    function_call = {"id": call.id or common.new_id("call_"), "name": call.name}
+    return {"functionCall": {**function_call, "args": common.parse_arguments(call.arguments)}}
 
 
 def _response(
@@ -153,6 +110,17 @@ def _response(
             "totalTokenCount": prompt + completion,
         }
     return {**out, "modelVersion": model, "responseId": response_id}
+
+
+def error_body(status: int, message: str) -> dict:
+    """`{"error": {"code", "message", "status"}}` for an HTTP status."""
+    name = common.error_names(status).google
+    return {"error": {"code": status, "message": message, "status": name}}
+
+
+def error_event(status: int, message: str) -> bytes:
+    """The data event that ends a failed stream."""
+    return _sse(error_body(status, message))
 
 
 def _sse(data: dict[str, Any]) -> bytes:

@@ -23,16 +23,8 @@ import json
 import re
 from typing import Any
 
-from gateway.translate.common import (
-    collapse_parts,
-    data_url_part,
-    expect,
-    expect_list,
-    expect_strings,
-    image_part,
-    optional,
-    set_number,
-)
+from gateway.translate import common
+from gateway.translate.common import expect, expect_list, expect_strings, optional, set_number
 
 _PART_KINDS = ("text", "inlineData", "fileData", "functionCall", "functionResponse")
 _ROLES = {"user": "user", "model": "assistant", "function": "user"}
@@ -64,10 +56,7 @@ def to_chat_request(body: object, *, stream: bool, model: str | None = None) -> 
         choice = _tool_choice(_get(data, "toolConfig"))
         if choice is not None and "tools" in out:  # a choice without tools is refused upstream
             out["tool_choice"] = choice
-    out["stream"] = stream
-    if stream:
-        out["stream_options"] = {"include_usage": True}
-    return out
+    return common.with_stream(out, stream)
 
 
 def _get(obj: dict[str, Any], camel: str) -> Any:
@@ -153,12 +142,7 @@ def _model_turn(pairs: list[tuple[Any, str]], calls: _CallIds) -> dict[str, Any]
             tool_calls.append(_function_call(_get(part, kind), f"{path}.functionCall", calls))
         elif kind is not None:
             raise ValueError(f"{path}.{kind}: not supported in a model turn")
-    out: dict[str, Any] = {"role": "assistant", "content": "".join(texts) if texts else None}
-    if tool_calls:
-        out["tool_calls"] = tool_calls
-    elif out["content"] is None:
-        out["content"] = ""
-    return out
+    return common.assistant_message(texts, tool_calls)
 
 
 def _function_call(call: Any, path: str, calls: _CallIds) -> dict[str, Any]:
@@ -181,9 +165,7 @@ def _user_turn(pairs: list[tuple[Any, str]], calls: _CallIds) -> list[dict[str, 
             raise ValueError(f"{path}.functionCall: only allowed in a model turn")
         elif kind is not None:
             parts.append(_user_part(part, kind, path))
-    if parts:
-        return [*tool_messages, {"role": "user", "content": collapse_parts(parts)}]
-    return tool_messages
+    return common.user_messages(tool_messages, parts)
 
 
 def _function_response(response: Any, path: str, calls: _CallIds) -> dict[str, Any]:
@@ -205,10 +187,11 @@ def _user_part(part: dict[str, Any], kind: str, path: str) -> dict[str, Any]:
     if kind == "inlineData":
         mime = expect(mime, str, f"{path}.mimeType", "a string")
         _require_image(mime, path)
-        return data_url_part(mime, expect(_get(blob, "data"), str, f"{path}.data", "a string"))
+        data = expect(_get(blob, "data"), str, f"{path}.data", "a string")
+        return common.data_url_part(mime, data)
     if mime is not None:
         _require_image(expect(mime, str, f"{path}.mimeType", "a string"), path)
-    return image_part(expect(_get(blob, "fileUri"), str, f"{path}.fileUri", "a string"))
+    return common.image_part(expect(_get(blob, "fileUri"), str, f"{path}.fileUri", "a string"))
 
 
 def _require_image(mime: str, path: str) -> None:

@@ -5,6 +5,7 @@
     schema.py   the fields each section takes and their types
     checks.py   cross-field checks (ports, references between sections)
     secrets.py  ``${NAME}`` references, read from the environment and ``.env``
+    net.py      ``is_loopback(host)``: whether an address is this machine only
 
 Everything outside this package imports from ``supervisor.config`` itself.
 """
@@ -19,6 +20,7 @@ from supervisor.config.model import (
     load,
     loads,
 )
+from supervisor.config.net import is_loopback
 
 __all__ = ["REDACTED", "Config", "ConfigError", "GatewayConfig", "ProviderConfig",
-           "SupervisorConfig", "load", "loads"]
+           "SupervisorConfig", "is_loopback", "load", "loads"]

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import signal
 import time
 from collections.abc import Callable
 
-from supervisor.config import ProviderConfig, SupervisorConfig
+from supervisor.config import ProviderConfig, SupervisorConfig, is_loopback
 from supervisor.lifecycle.probe import Prober, ProbeResult
 from supervisor.proc.process import Child, TreeSample, TreeSampler, wait_exit
 from supervisor.view import State
@@ -104,16 +103,7 @@ def port_warnings(port: int, listens: set[tuple[str, int]]) -> list[str]:
         shown = ", ".join(str(p) for p in ports)
         out.append(f"listens on port {shown}, not on its assigned port {port}")
     for ip, p in sorted(listens):
-        if not _loopback(ip):
+        if not is_loopback(ip):
             addr = f"[{ip}]" if ":" in ip else ip
             out.append(f"listens on {addr}:{p}: exposed to the network")
     return out
-
-
-def _loopback(ip: str) -> bool:
-    try:
-        addr = ipaddress.ip_address(ip.split("%")[0])
-    except ValueError:
-        return False
-    mapped = getattr(addr, "ipv4_mapped", None)
-    return bool(addr.is_loopback or (mapped is not None and mapped.is_loopback))

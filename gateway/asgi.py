@@ -1,0 +1,155 @@
+"""What the raw ASGI endpoints share: reading a request, sending an answer, passing a stream.
+
+The hot routes (``/v1/chat/completions``, ``/v1/completions``, the translated APIs) are ASGI
+apps rather than Starlette request/response endpoints: Starlette's ``Request`` and
+``Response`` objects cost more than the proxying itself. These helpers are all they need, on
+``starlette.types``. Errors are answered by :func:`send_error`, which sends what
+:func:`gateway.errors.answer` makes, the same bytes the Starlette exception handlers send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.types import Receive, Scope, Send
+
+from gateway.errors import OPENAI, BadRequest, BodyTooLarge, Envelope, GatewayError, Unauthorized
+from gateway.errors import answer as error_answer
+
+Headers = dict[bytes, bytes]
+
+JSON = b"application/json"
+SSE = b"text/event-stream"
+PIN_HEADER = b"x-unigw-provider"
+KEY_HEADERS = (b"authorization", b"x-api-key", b"x-goog-api-key")
+
+
+# -- the request ---------------------------------------------------------------------------------
+
+def headers_of(scope: Scope) -> Headers:
+    """The request headers by lower-case name (the last value wins: fine for those read here)."""
+    return dict(scope["headers"])
+
+
+def authorize(keys: tuple[bytes, ...], headers: Headers, query_key: bytes | None = None) -> None:
+    """401 unless a gateway key came as a bearer, ``x-api-key``, ``x-goog-api-key`` or (Gemini's
+    ``?key=``) ``query_key``; anything goes when no keys are configured."""
+    if not keys:
+        return
+    tokens = [query_key] if query_key else []
+    for name in KEY_HEADERS:
+        value = headers.get(name)
+        if value is not None:
+            tokens.append(value[7:] if value[:7].lower() == b"bearer " else value)
+    if any(hmac.compare_digest(token, key) for token in tokens for key in keys):
+        return
+    raise Unauthorized("a gateway API key is required: send 'Authorization: Bearer KEY'")
+
+
+async def read_body(headers: Headers, receive: Receive, limit: int) -> bytes:
+    """The request body; 413 past ``limit`` bytes (by Content-Length or as it arrives)."""
+    length = headers.get(b"content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise BodyTooLarge(f"request body of {int(length)} bytes is over the limit of {limit}")
+    message = await receive()
+    body = message.get("body", b"")
+    while message.get("more_body"):
+        message = await receive()
+        body += message.get("body", b"")
+        if len(body) > limit:
+            raise BodyTooLarge(f"request body is over the limit of {limit} bytes")
+    if len(body) > limit:
+        raise BodyTooLarge(f"request body of {len(body)} bytes is over the limit of {limit}")
+    return body
+
+
+def parse_object(raw: bytes) -> dict[str, Any]:
+    """The body as a JSON object, or 400."""
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise BadRequest(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return body
+
+
+def query_value(scope: Scope, name: str) -> str | None:
+    """The first value of query parameter ``name``, or None (cheap when it is absent)."""
+    query = scope.get("query_string") or b""
+    if name.encode() + b"=" not in query:
+        return None
+    values = parse_qs(query.decode("latin-1")).get(name)
+    return values[0] if values else None
+
+
+def pin_of(scope: Scope, headers: Headers) -> str | None:
+    """The provider a request is pinned to: ``?provider=NAME`` or ``X-Unigw-Provider``."""
+    value = query_value(scope, "provider")
+    if value:
+        return value
+    header = headers.get(PIN_HEADER)
+    return header.decode("latin-1") if header else None
+
+
+# -- the answer ----------------------------------------------------------------------------------
+
+async def send_bytes(send: Send, status: int, body: bytes, head: list[tuple[bytes, bytes]]) -> None:
+    """A whole answer: ``head`` plus its Content-Length, then ``body``."""
+    head = [*head, (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": head})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_json(send: Send, status: int, body: dict[str, Any], provider: str | None) -> None:
+    """``body`` as JSON, with ``X-Unigw-Provider`` when a provider answered."""
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    head = [(b"content-type", JSON)]
+    if provider is not None:
+        head.append((PIN_HEADER, provider.encode()))
+    await send_bytes(send, status, data, head)
+
+
+async def send_error(send: Send, exc: GatewayError, envelope: Envelope = OPENAI) -> None:
+    """``exc`` answered in ``envelope`` (see :func:`gateway.errors.answer`)."""
+    status, headers, body = error_answer(exc, envelope)
+    head = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    await send_bytes(send, status, body, [(b"content-type", JSON), *head])
+
+
+async def pass_through(receive: Receive, send: Send, status: int, head: list[tuple[bytes, bytes]],
+                       events: AsyncIterator[bytes]) -> None:
+    """Send ``events`` as they come; stop early, normally, when the client goes away.
+
+    The caller closes the upstream behind ``events`` in its own ``finally``.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    gone = asyncio.Event()
+    watcher = asyncio.ensure_future(_watch_disconnect(receive, task, gone))
+    try:
+        await send({"type": "http.response.start", "status": status, "headers": head})
+        async for data in events:
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+        watcher.cancel()  # from here a disconnect no longer matters
+        await send({"type": "http.response.body", "body": b""})
+    except asyncio.CancelledError:
+        if not gone.is_set():
+            raise
+        uncancel = getattr(task, "uncancel", None)  # Python 3.11+ counts cancellations
+        if uncancel is not None:
+            uncancel()  # the client left: that ends this request normally
+    finally:
+        watcher.cancel()
+
+
+async def _watch_disconnect(receive: Receive, task: asyncio.Task[Any], gone: asyncio.Event) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    gone.set()
+    task.cancel()
