@@ -37,12 +37,13 @@ from gateway.errors import (
 from gateway.openai_routes import FrontDoor, openai_routes
 from gateway.proxy import ChatResult, ChatStream, Proxy
 from gateway.routing import Backend, OutlierPolicy, Router, RoutingSettings
+from gateway.rows import ProviderRow
 from gateway.stats import Stats
 from gateway.strategies import STRATEGIES, make
 from gateway.translated_routes import TranslatedDoor
 from gateway.upstream import Upstream
 from supervisor.config import Config
-from supervisor.view import ProviderView
+from supervisor.view import ProviderStatus, ProviderView
 
 T = TypeVar("T")
 log = logging.getLogger("unigw.gateway")
@@ -50,7 +51,7 @@ DISCOVERY_TIMEOUT_S = 5.0
 
 
 def server_config(app: Starlette, config: Config) -> uvicorn.Config:
-    """How uvicorn serves the gateway, the same for ``unigw up`` and ``python -m gateway.serve``:
+    """How uvicorn serves the gateway, the same for ``unigw up`` and ``unigw gateway``:
     httptools, no access log, and no proxy-header rewriting (it listens for clients directly).
     """
     gw = config.gateway
@@ -136,19 +137,17 @@ class Gateway:
         return await self.proxy.forward_chat(request, pin=pin, stream=stream)
 
     # -- status rows ---------------------------------------------------------------------------
-    def with_stats(self, row: dict[str, Any]) -> dict[str, Any]:
+    def with_stats(self, status: ProviderStatus) -> ProviderRow:
         """A supervisor status row plus the gateway's numbers for that provider."""
-        s = self.stats.get(row["name"])
-        return {**row, "reqs": s.requests, "errors": s.errors, "in_flight": s.in_flight,
-                "latency_ms": s.latency_ms()}
+        return ProviderRow.of(status, self.stats.get(status.name))
 
-    def rows(self) -> list[dict[str, Any]]:
-        return [self.with_stats(row) for row in self.view.status()]
+    def rows(self) -> list[ProviderRow]:
+        return [self.with_stats(status) for status in self.view.status()]
 
-    def row(self, name: str) -> dict[str, Any]:
-        for row in self.view.status():
-            if row["name"] == name:
-                return self.with_stats(row)
+    def row(self, name: str) -> ProviderRow:
+        for status in self.view.status():
+            if status.name == name:
+                return self.with_stats(status)
         raise NotFound(f"unknown provider {name!r}", code="provider_not_found")
 
     # -- lifespan and model discovery ----------------------------------------------------------

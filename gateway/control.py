@@ -23,7 +23,9 @@ from starlette.routing import BaseRoute, Route
 
 from gateway.errors import BadRequest, Forbidden, NotFound
 from gateway.openai_routes import ASGIApp, Receive, Scope, Send, parse_object, read_body, send_error
+from gateway.rows import ProviderRow
 from gateway.strategies import STRATEGIES
+from supervisor.view import State
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -113,12 +115,13 @@ class _Control:
 
     async def providers(self, request: Request) -> Response:
         rows = self.gateway.rows()
-        ready = sum(1 for row in rows if row.get("state") == "ready")
-        return JSONResponse({"providers": rows, "strategy": self.gateway.strategy_name,
+        ready = sum(1 for row in rows if row.status.state is State.READY)
+        return JSONResponse({"providers": [row.to_json() for row in rows],
+                             "strategy": self.gateway.strategy_name,
                              "summary": {"ready": ready, "total": len(rows)}})
 
     async def provider(self, request: Request) -> Response:
-        return JSONResponse(self.gateway.row(request.path_params["name"]))
+        return JSONResponse(self.gateway.row(request.path_params["name"]).to_json())
 
     async def logs(self, request: Request) -> Response:
         name, n = request.path_params["name"], request.query_params.get("n", "200")
@@ -131,7 +134,7 @@ class _Control:
 
     async def act(self, request: Request) -> Response:
         name, action = request.path_params["name"], request.path_params["action"]
-        return JSONResponse(await _act(self.gateway, name, action))
+        return JSONResponse((await _act(self.gateway, name, action)).to_json())
 
     async def act_all(self, request: Request) -> Response:
         action = request.url.path.rsplit("/", 1)[1].removesuffix("-all")
@@ -165,17 +168,17 @@ def control_routes(gateway: Gateway) -> list[BaseRoute]:
     ]
 
 
-async def _act(gateway: Gateway, name: str, action: str) -> dict[str, Any]:
+async def _act(gateway: Gateway, name: str, action: str) -> ProviderRow:
     """start / stop / restart one provider through the view; its row afterwards."""
     view = gateway.view
     method = {"start": view.start, "stop": view.stop, "restart": view.restart}.get(action)
     if method is None:
         raise NotFound(f"unknown action {action!r} (start, stop, restart)")
     try:
-        row = await method(name)
+        status = await method(name)
     except KeyError:
         raise NotFound(f"unknown provider {name!r}", code="provider_not_found") from None
-    return gateway.with_stats(row)
+    return gateway.with_stats(status)
 
 
 def _config_changes(body: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ COMMANDS = [
     "install",
     "check",
     "strategy",
+    "gateway",
 ]
 
 
