@@ -205,8 +205,8 @@ def demo(config_path: str, detach: bool, verbose: bool) -> None:
 @config_option
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def gateway(config_path: str, verbose: bool) -> None:
-    """The gateway alone, in front of providers something else runs (another host, an
-    orchestrator, your own terminal).
+    """The gateway alone, in front of providers something else runs (an orchestrator, a
+    container, your own terminal).
 
     Each provider of providers.yaml is expected on 127.0.0.1 at its port; nothing is cloned,
     installed, started or stopped. Providers are probed every supervisor.probe_interval
