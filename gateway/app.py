@@ -25,13 +25,14 @@ from gateway.errors import AttemptFailed, GatewayError, NotFound, handle_error
 from gateway.proxy import ChatResult, ChatStream, Proxy
 from gateway.routes import HotPaths, routes
 from gateway.routing import Backend, OutlierPolicy, Router, RoutingSettings
+from gateway.rows import ProviderRow
 from gateway.server import server_config
 from gateway.stats import Stats
 from gateway.strategies import STRATEGIES, make
 from gateway.truth import ErrorPatterns
 from gateway.upstream import Upstream
 from supervisor.config import Config, is_loopback
-from supervisor.view import ProviderView
+from supervisor.view import ProviderStatus, ProviderView
 
 T = TypeVar("T")
 log = logging.getLogger("unigw.gateway")
@@ -119,19 +120,17 @@ class Gateway:
         return await self.proxy.forward_chat(request, pin=pin, stream=stream)
 
     # -- status rows ---------------------------------------------------------------------------
-    def with_stats(self, row: dict[str, Any]) -> dict[str, Any]:
+    def with_stats(self, status: ProviderStatus) -> ProviderRow:
         """A supervisor status row plus the gateway's numbers for that provider."""
-        s = self.stats.get(row["name"])
-        return {**row, "reqs": s.requests, "errors": s.errors, "in_flight": s.in_flight,
-                "latency_ms": s.latency_ms()}
+        return ProviderRow.of(status, self.stats.get(status.name))
 
-    def rows(self) -> list[dict[str, Any]]:
-        return [self.with_stats(row) for row in self.view.status()]
+    def rows(self) -> list[ProviderRow]:
+        return [self.with_stats(status) for status in self.view.status()]
 
-    def row(self, name: str) -> dict[str, Any]:
-        for row in self.view.status():
-            if row["name"] == name:
-                return self.with_stats(row)
+    def row(self, name: str) -> ProviderRow:
+        for status in self.view.status():
+            if status.name == name:
+                return self.with_stats(status)
         raise NotFound(f"unknown provider {name!r}", code="provider_not_found")
 
     # -- lifespan and model discovery ----------------------------------------------------------

@@ -24,8 +24,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gateway import metrics
 from gateway.asgi import headers_of, parse_object, read_body, send_error
 from gateway.errors import BadRequest, Forbidden, NotFound
+from gateway.rows import ProviderRow
 from gateway.strategies import STRATEGIES
 from supervisor.config import is_loopback
+from supervisor.view import State
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -126,12 +128,13 @@ class Control:
 
     async def providers(self, request: Request) -> Response:
         rows = self.gateway.rows()
-        ready = sum(1 for row in rows if row.get("state") == "ready")
-        return JSONResponse({"providers": rows, "strategy": self.gateway.strategy_name,
+        ready = sum(1 for row in rows if row.status.state is State.READY)
+        return JSONResponse({"providers": [row.to_json() for row in rows],
+                             "strategy": self.gateway.strategy_name,
                              "summary": {"ready": ready, "total": len(rows)}})
 
     async def provider(self, request: Request) -> Response:
-        return JSONResponse(self.gateway.row(request.path_params["name"]))
+        return JSONResponse(self.gateway.row(request.path_params["name"]).to_json())
 
     async def logs(self, request: Request) -> Response:
         name, n = request.path_params["name"], request.query_params.get("n", "200")
@@ -145,7 +148,8 @@ class Control:
     def act(self, action: str) -> Endpoint:
         """``POST /providers/{name}/<action>``: its row afterwards."""
         async def act(request: Request) -> Response:
-            return JSONResponse(await _act(self.gateway, request.path_params["name"], action))
+            row = await _act(self.gateway, request.path_params["name"], action)
+            return JSONResponse(row.to_json())
         return act
 
     def act_all(self, action: str) -> Endpoint:
@@ -165,15 +169,15 @@ class Control:
         return JSONResponse(self.gateway.runtime_config())
 
 
-async def _act(gateway: Gateway, name: str, action: str) -> dict[str, Any]:
+async def _act(gateway: Gateway, name: str, action: str) -> ProviderRow:
     """start / stop / restart one provider through the view; its row afterwards."""
     view = gateway.view
     method = {"start": view.start, "stop": view.stop, "restart": view.restart}[action]
     try:
-        row = await method(name)
+        status = await method(name)
     except KeyError:
         raise NotFound(f"unknown provider {name!r}", code="provider_not_found") from None
-    return gateway.with_stats(row)
+    return gateway.with_stats(status)
 
 
 def _config_changes(body: dict[str, Any]) -> dict[str, Any]:

@@ -175,7 +175,7 @@ class Router:
         blocked = [b for b in table.backends if b.stats.auth_blocked]
         if not blocked:
             return
-        uptimes = {row.get("name"): row.get("uptime_s") for row in self.view.status()}
+        uptimes = {row.name: row.uptime_s for row in self.view.status()}
         now = time.monotonic()
         for b in blocked:
             was = old.by_name.get(b.name)

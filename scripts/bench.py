@@ -2,7 +2,7 @@
 
     python scripts/bench.py [--duration 3]
 
-Starts three echo providers and a gateway (``python -m gateway.serve``) in front of them, all
+Starts three echo providers and a gateway (``unigw gateway``) in front of them, all
 as subprocesses on free ports, then measures with ``wrk`` (Debian: ``apt-get install wrk``):
 
 * non-streaming chat calls at 1 and 64 concurrent clients, one echo provider called directly
@@ -101,7 +101,7 @@ def start_gateway(folder: Path, ports: list[int]) -> tuple[subprocess.Popen[byte
         f"models: [echo-1, echo-2]}}" for i, p in enumerate(ports))
     config = folder / "providers.yaml"
     config.write_text(f"gateway: {{port: {port}}}\nproviders:\n{providers}\n")
-    proc = spawn([sys.executable, "-m", "gateway.serve", "--config", str(config)])
+    proc = spawn([sys.executable, "-m", "supervisor.cli", "gateway", "--config", str(config)])
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/health")
     while httpx.get(url + "/providers").json()["summary"]["ready"] < len(ports):

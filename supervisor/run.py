@@ -1,9 +1,12 @@
 """The composition root: ``unigw up`` and ``unigw demo``, the supervisor and the gateway on one
-asyncio loop. The only module of ``supervisor`` that imports ``gateway``.
+asyncio loop; ``unigw gateway``, the gateway alone. The only module of ``supervisor`` that
+imports ``gateway``.
 
-Order of things: refuse to start when another instance runs or the gateway's port is taken;
-serve the gateway; launch the providers; watch providers.yaml; wait for SIGINT/SIGTERM (the
-handlers only set an event); then stop every provider and only after that the gateway.
+Order of things (:func:`run`): refuse to start when another instance runs or the gateway's
+port is taken; serve the gateway; launch the providers; watch providers.yaml; wait for
+SIGINT/SIGTERM (the handlers only set an event); then stop every provider and only after that
+the gateway. :func:`serve_gateway` serves the gateway in front of an
+:class:`~supervisor.lifecycle.external.ExternalView` instead: providers something else runs.
 """
 
 from __future__ import annotations
@@ -12,17 +15,20 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
 import uvicorn
+from starlette.applications import Starlette
 
 from gateway.app import check_bind, create_app, run_loop, server_config
 from supervisor.cli import instance
 from supervisor.config import Config, ConfigError, load
+from supervisor.lifecycle.external import ExternalView
 from supervisor.lifecycle.manager import Supervisor
 from supervisor.proc.leftovers import port_holder
 from supervisor.proc.process import port_is_free
+from supervisor.view import ProviderView
 
 log = logging.getLogger("unigw")
 
@@ -64,30 +70,61 @@ async def run(
 ) -> None:
     """Serve until SIGINT or SIGTERM, then stop everything that was started."""
     preflight(config)
+    sup = Supervisor(config, only=only, progress=progress)
+    async with _serving(config, sup) as (app, url, stop):
+        log.info("gateway on %s/v1, dashboard on %s/ (Ctrl-C stops everything)", url, url)
+        watcher: asyncio.Task[None] | None = None
+        try:
+            await sup.up()
+            if watch:
+                watcher = asyncio.create_task(_watch(config.path, sup, app), name="config-watch")
+            await stop.wait()
+            log.info("stopping: providers first, then the gateway")
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            await sup.down()
+
+
+async def serve_gateway(config: Config) -> None:
+    """The gateway alone, in front of providers something else runs, until SIGINT/SIGTERM.
+
+    Each configured provider is expected on its port and only probed (see
+    :class:`~supervisor.lifecycle.external.ExternalView`); nothing is started or stopped.
+    """
+    preflight(config)
+    view = ExternalView(config)
+    await view.open()
+    try:
+        async with _serving(config, view) as (_, url, stop):
+            log.info("gateway on %s/v1, in front of providers something else runs "
+                     "(Ctrl-C stops it)", url)
+            await stop.wait()
+    finally:
+        await view.close()
+
+
+@contextlib.asynccontextmanager
+async def _serving(
+    config: Config, view: ProviderView
+) -> AsyncIterator[tuple[Starlette, str, asyncio.Event]]:
+    """Serve the gateway in front of ``view`` and record the instance; yield the app, its URL
+    and the event SIGINT/SIGTERM set. On the way out the gateway stops (after the caller's
+    own clean-up) and the record goes."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    sup = Supervisor(config, only=only, progress=progress)
-    app = create_app(config, sup)
-    gw = config.gateway
+    app = create_app(config, view)
     server = _GatewayServer(server_config(app, config))
     serving = asyncio.create_task(server.serve(), name="gateway")
-    watcher: asyncio.Task[None] | None = None
     try:
         await _until_started(server, serving)
+        gw = config.gateway
         url = f"http://{gw.host}:{gw.port}"
         instance.write(config.state_dir, url, config.path)
-        log.info("gateway on %s/v1, dashboard on %s/ (Ctrl-C stops everything)", url, url)
-        await sup.up()
-        if watch:
-            watcher = asyncio.create_task(_watch(config.path, sup, app), name="config-watch")
-        await stop.wait()
-        log.info("stopping: providers first, then the gateway")
+        yield app, url, stop
     finally:
-        if watcher is not None:
-            watcher.cancel()
-        await sup.down()
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await serving
@@ -124,4 +161,4 @@ def _describe(changes: dict[str, list[str]]) -> str:
     return "; ".join(parts) or "no provider changed"
 
 
-__all__ = ["RunError", "preflight", "run", "run_loop"]
+__all__ = ["RunError", "preflight", "run", "run_loop", "serve_gateway"]

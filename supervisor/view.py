@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 
 class State(str, enum.Enum):
@@ -44,6 +44,31 @@ class ProviderInfo:
         return self.state is State.READY
 
 
+@dataclass(frozen=True)
+class ProviderStatus:
+    """One provider's live state as the supervisor (or an external view) knows it: the
+    supervisor's fields of ``unigw status``. The gateway adds its own numbers and makes JSON.
+    """
+
+    name: str
+    port: int
+    state: State
+    pid: int | None = None
+    uptime_s: float | None = None
+    restarts: int = 0
+    probe_ok: bool | None = None  # the last probe's readiness; None while nothing answers
+    probe_ms: float | None = None
+    last_error: str | None = None
+    cpu_percent: float | None = None
+    rss_bytes: int | None = None
+    runtime: str = ""
+    models: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    enabled: bool = True
+    description: str = ""
+    missing_secrets: tuple[str, ...] = ()
+
+
 class ProviderView(Protocol):
     """The supervisor's live view, as the gateway sees it.
 
@@ -58,22 +83,22 @@ class ProviderView(Protocol):
         """Every configured provider, in config order."""
         ...
 
-    def status(self) -> list[dict[str, Any]]:
-        """One JSON-able row per provider: the supervisor's fields of ``unigw status --json``."""
+    def status(self) -> Sequence[ProviderStatus]:
+        """One row per provider, in config order."""
         ...
 
     def log_tail(self, name: str, lines: int) -> list[str] | None:
         """The last lines of a provider's captured output, or None for an unknown provider."""
         ...
 
-    async def start(self, name: str) -> dict[str, Any]:
+    async def start(self, name: str) -> ProviderStatus:
         """Start one provider; return its status row once it is ready or has failed."""
         ...
 
-    async def stop(self, name: str) -> dict[str, Any]:
+    async def stop(self, name: str) -> ProviderStatus:
         """Stop one provider; return its status row once it is stopped."""
         ...
 
-    async def restart(self, name: str) -> dict[str, Any]:
+    async def restart(self, name: str) -> ProviderStatus:
         """Stop then start; clears a failed provider's crash history first."""
         ...

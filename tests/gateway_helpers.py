@@ -1,4 +1,4 @@
-"""Run the real gateway (``python -m gateway.serve``) in front of real echo providers.
+"""Run the real gateway alone (``unigw gateway``) in front of real echo providers.
 
     with Cluster(tmp_path, [("a", ()), ("b", ("--latency", "0.05"))]) as c:
         c.client().chat.completions.create(model="echo-1", messages=[...])
@@ -39,7 +39,7 @@ def write_config(path: Path, providers: Sequence[dict[str, Any]], **gateway: Any
 
 
 class GatewayProc:
-    """A running ``python -m gateway.serve`` subprocess."""
+    """A running ``unigw gateway`` subprocess (``python -m supervisor.cli gateway``)."""
 
     def __init__(self, config: Path, env: dict[str, str] | None = None) -> None:
         data = yaml.safe_load(config.read_text())
@@ -52,7 +52,7 @@ class GatewayProc:
         full_env.update(env or {})
         with open(name, "ab") as stderr:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway.serve", "--config", str(config)], cwd=REPO_ROOT,
+                [sys.executable, "-m", "supervisor.cli", "gateway", "--config", str(config)], cwd=REPO_ROOT,
                 env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=stderr, start_new_session=True)
 

@@ -8,7 +8,7 @@
 Each :class:`Replay` is a raw asyncio TCP server on a free port: ``GET`` anything is a 200
 health answer; a ``POST`` gets the steps of its ``stream`` or ``plain`` script, in order
 (``bytes`` are written, a ``float`` is a pause), and then the connection is closed. The gateway
-is ``gateway.app.create_app`` with a :class:`~gateway.external.StaticView`, served by uvicorn on
+is ``gateway.app.create_app`` with a :class:`~supervisor.lifecycle.external.ExternalView`, served by uvicorn on
 the same loop, so a test can use the official clients over real sockets and read the gateway's
 own :class:`~gateway.stats.ProviderStats`.
 """
@@ -29,9 +29,9 @@ import uvicorn
 from gateway_helpers import write_config
 
 from gateway.app import Gateway, create_app, server_config
-from gateway.external import StaticView
 from gateway.stats import ProviderStats
 from supervisor.config import load
+from supervisor.lifecycle.external import ExternalView
 
 T = TypeVar("T")
 Step = bytes | float
@@ -146,7 +146,7 @@ class Bench:
                  for n, r in providers.items()]
         gateway.setdefault("eject_after", 100)
         self.config = load(write_config(tmp / "providers.yaml", items, **gateway))
-        self.view = StaticView(self.config)
+        self.view = ExternalView(self.config)
         app = create_app(self.config, self.view)
         self.gateway: Gateway = app.state.gateway
         self.server = uvicorn.Server(server_config(app, self.config))

@@ -97,7 +97,7 @@ def run(
 
 
 def row(sup: Supervisor, name: str) -> dict[str, Any]:
-    return next(r for r in sup.status() if r["name"] == name)
+    return next(r for r in sup.status() if r.name == name)
 
 
 async def until(cond: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
@@ -110,7 +110,7 @@ async def until(cond: Callable[[], bool], timeout: float = 15.0, what: str = "")
 
 
 async def until_state(sup: Supervisor, name: str, state: str, timeout: float = 15.0) -> None:
-    await until(lambda: row(sup, name)["state"] == state, timeout,
+    await until(lambda: row(sup, name).state == state, timeout,
                 f"{name} to be {state} (status: {row(sup, name)})")
 
 

@@ -25,7 +25,6 @@ PENDING = {
     "requests": "issue 14",
     "secret": "issue 14",
     "export": "issue 15",
-    "gateway": "being added",  # on another branch right now; drop this line when it merges
 }
 
 

@@ -14,9 +14,9 @@ from gateway_helpers import write_config
 
 from gateway.app import Gateway, create_app
 from gateway.errors import NotFound, ProviderFailed
-from gateway.external import StaticView
 from gateway.proxy import ChatResult, ChatStream
 from supervisor.config import load
+from supervisor.lifecycle.external import ExternalView
 
 MESSAGES = [{"role": "user", "content": "one two three four"}]
 
@@ -36,7 +36,7 @@ async def running(tmp: Path, echoes: dict[str, EchoProc]) -> AsyncIterator[Gatew
     providers = [{"name": n, "port": e.port, "models": models.get(n, ["echo-1"])}
                  for n, e in echoes.items()]
     config = load(write_config(tmp / "providers.yaml", providers, eject_after=100))
-    view = StaticView(config)
+    view = ExternalView(config)
     app = create_app(config, view)
     await view.open()
     await view.probe_all()

@@ -116,7 +116,7 @@ def test_the_unigw_api_key_environment_variable_is_a_gateway_key(tmp_path: Path)
 def test_a_public_bind_without_a_key_is_refused_at_start(tmp_path: Path) -> None:
     config = write_config(tmp_path / "providers.yaml", [], host="0.0.0.0")
     env = {"PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-m", "gateway.serve", "--config", str(config)],
+    done = subprocess.run([sys.executable, "-m", "supervisor.cli", "gateway", "--config", str(config)],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
     assert "refusing to listen on 0.0.0.0" in done.stderr and "api_keys" in done.stderr

@@ -8,9 +8,9 @@ from pathlib import Path
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
-from gateway.external import StaticView
 from gateway.routes import HotPaths, routes
 from supervisor.config import loads
+from supervisor.lifecycle.external import ExternalView
 
 CONFIG = """
 gateway: {port: 7990}
@@ -21,7 +21,7 @@ providers:
 
 def app() -> TestClient:
     config = loads(CONFIG, Path("/nonexistent/providers.yaml"), environ={})
-    return TestClient(create_app(config, StaticView(config)), raise_server_exceptions=False)
+    return TestClient(create_app(config, ExternalView(config)), raise_server_exceptions=False)
 
 
 def test_the_hot_paths_are_the_tables_raw_routes_without_parameters() -> None:

@@ -13,10 +13,10 @@ from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 
 from gateway.app import create_app
-from gateway.external import StaticView
 from gateway.routes import routes
 from gateway.strategies import STRATEGIES
 from supervisor.config import loads
+from supervisor.lifecycle.external import ExternalView
 
 CONFIG = """
 gateway: {port: 7990}
@@ -110,7 +110,7 @@ ROUTES = [
 @pytest.fixture(scope="module")
 def client() -> TestClient:
     config = loads(CONFIG, Path("/nonexistent/providers.yaml"), environ={})
-    with TestClient(create_app(config, StaticView(config))) as c:
+    with TestClient(create_app(config, ExternalView(config))) as c:
         yield c
 
 

@@ -23,6 +23,7 @@ from supervisor_helpers import (  # noqa: F401 (the fixture is used by name)
 
 from supervisor.install import toolchains
 from supervisor.lifecycle.manager import Supervisor
+from supervisor.view import State
 
 FLOOD = """\
 import sys, threading
@@ -46,11 +47,11 @@ def test_port_held_by_a_foreign_process_fails_with_who_holds_it(tmp_path: Path) 
         async def body(sup: Supervisor) -> None:
             assert await sup.wait_settled(20)
             me = psutil.Process()
-            assert row(sup, "blocked")["state"] == "failed"
-            assert row(sup, "blocked")["last_error"] == (
+            assert row(sup, "blocked").state is State.FAILED
+            assert row(sup, "blocked").last_error == (
                 f"port {held} is in use by pid {me.pid} ({me.name()})"
             )
-            assert row(sup, "fine")["state"] == "ready"
+            assert row(sup, "fine").state is State.READY
 
         run(config, body)
 
@@ -65,11 +66,11 @@ def test_missing_secret_fails_without_starting_and_others_run(
     async def body(sup: Supervisor) -> None:
         assert await sup.wait_settled(20)
         r = row(sup, "secretive")
-        assert r["state"] == "failed" and r["pid"] is None
-        assert r["last_error"] == "missing secret UNIGW_TEST_ABSENT_TOKEN"
-        assert r["missing_secrets"] == ["UNIGW_TEST_ABSENT_TOKEN"]
+        assert r.state is State.FAILED and r.pid is None
+        assert r.last_error == "missing secret UNIGW_TEST_ABSENT_TOKEN"
+        assert r.missing_secrets == ("UNIGW_TEST_ABSENT_TOKEN",)
         assert not any("started pid" in ln for ln in sup.log_tail("secretive", 50) or [])
-        assert row(sup, "fine")["state"] == "ready"
+        assert row(sup, "fine").state is State.READY
 
     run(config, body)
 
@@ -87,10 +88,10 @@ def test_missing_toolchain_fails_with_the_reason_and_others_run(
     async def body(sup: Supervisor) -> None:
         assert await sup.wait_settled(20)
         r = row(sup, "gosvc")
-        assert r["state"] == "failed"
-        assert r["last_error"].startswith("go not found on PATH")
-        assert [r["last_error"]] == expected
-        assert row(sup, "fine")["state"] == "ready"
+        assert r.state is State.FAILED
+        assert r.last_error.startswith("go not found on PATH")
+        assert [r.last_error] == expected
+        assert row(sup, "fine").state is State.READY
 
     run(config, body)
 
@@ -103,16 +104,16 @@ def test_listening_elsewhere_or_on_all_interfaces_is_reported(tmp_path: Path) ->
                           startup_grace=30)
 
     async def body(sup: Supervisor) -> None:
-        await until(lambda: row(sup, "wrong")["warnings"] != [], 15, "a warning")
+        await until(lambda: row(sup, "wrong").warnings != (), 15, "a warning")
         message = f"listens on port {actual}, not on its assigned port {assigned}"
-        assert row(sup, "wrong")["warnings"] == [message]
-        assert row(sup, "wrong")["last_error"] == message
-        assert row(sup, "wrong")["state"] == "starting"  # its assigned port never answers
+        assert row(sup, "wrong").warnings == (message,)
+        assert row(sup, "wrong").last_error == message
+        assert row(sup, "wrong").state is State.STARTING  # its assigned port never answers
         await until_state(sup, "open", "ready")
-        await until(lambda: row(sup, "open")["warnings"] != [], 5, "a warning")
-        assert row(sup, "open")["warnings"] == [
-            f"listens on 0.0.0.0:{exposed}: exposed to the network"
-        ]
+        await until(lambda: row(sup, "open").warnings != (), 5, "a warning")
+        assert row(sup, "open").warnings == (
+            f"listens on 0.0.0.0:{exposed}: exposed to the network",
+        )
 
     run(config, body)
 
@@ -130,15 +131,15 @@ def test_flooding_provider_stalls_nothing_and_its_log_stays_capped(tmp_path: Pat
         await until_state(sup, "quiet", "ready")
         probes = set()
         for _ in range(40):  # two seconds of flooding; the loop keeps probing and answering
-            rows = {r["name"]: r for r in sup.status()}
-            probes.add(rows["quiet"]["health_ms"])
-            assert rows["quiet"]["state"] == "ready" and rows["flood"]["state"] == "ready"
+            rows = {r.name: r for r in sup.status()}
+            probes.add(rows["quiet"].probe_ms)
+            assert rows["quiet"].state is State.READY and rows["flood"].state is State.READY
             await asyncio.sleep(0.05)
         assert len(probes) > 3
         logs = sorted((config.state_dir / "logs").glob("flood.log*"))
         assert [p.name for p in logs] == ["flood.log", "flood.log.1", "flood.log.2"]
         assert all(p.stat().st_size <= cap for p in logs)
         stopped = await sup.stop("flood")
-        assert stopped["state"] == "stopped"
+        assert stopped.state is State.STOPPED
 
     run(config, body)

@@ -19,6 +19,7 @@ from supervisor_helpers import (  # noqa: F401 (the fixture is used by name)
 )
 
 from supervisor.lifecycle.manager import Supervisor
+from supervisor.view import State
 
 
 def test_failing_readiness_makes_it_unhealthy_and_back_without_a_restart(tmp_path: Path) -> None:
@@ -27,18 +28,18 @@ def test_failing_readiness_makes_it_unhealthy_and_back_without_a_restart(tmp_pat
 
     async def body(sup: Supervisor) -> None:
         await until_state(sup, "a", "ready")
-        pid = row(sup, "a")["pid"]
+        pid = row(sup, "a").pid
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             (await client.post("/_echo/config", json={"status": 503})).raise_for_status()
             await until_state(sup, "a", "unhealthy")
-            assert row(sup, "a")["health"] == "fail"
+            assert row(sup, "a").probe_ok is False
             assert not sup.providers()[0].ready
             await asyncio.sleep(1.5)  # many probe intervals: unhealthy is not dead
-            assert row(sup, "a")["state"] == "unhealthy"
+            assert row(sup, "a").state is State.UNHEALTHY
             (await client.post("/_echo/config", json={"status": None})).raise_for_status()
         await until_state(sup, "a", "ready")
         r = row(sup, "a")
-        assert r["pid"] == pid and r["restarts"] == 0 and r["health"] == "ok"
+        assert r.pid == pid and r.restarts == 0 and r.probe_ok is True
 
     run(config, body)
 
@@ -53,9 +54,9 @@ def test_any_http_answer_is_alive_and_ready_when_any_accepts_it(tmp_path: Path) 
         await until_state(sup, "lenient", "ready")
         await until_state(sup, "strict", "unhealthy")
         await asyncio.sleep(1.0)
-        assert row(sup, "strict")["state"] == "unhealthy"
-        assert row(sup, "strict")["restarts"] == 0  # answered 500: alive, just not ready
-        assert row(sup, "lenient")["health"] == "ok"
+        assert row(sup, "strict").state is State.UNHEALTHY
+        assert row(sup, "strict").restarts == 0  # answered 500: alive, just not ready
+        assert row(sup, "lenient").probe_ok is True
 
     run(config, body)
 
@@ -70,7 +71,7 @@ def test_probe_sends_the_providers_key(tmp_path: Path) -> None:
     async def body(sup: Supervisor) -> None:
         await until_state(sup, "keyed", "ready")
         await until_state(sup, "wrong", "unhealthy")  # 401: alive, not ready
-        assert row(sup, "wrong")["restarts"] == 0
+        assert row(sup, "wrong").restarts == 0
 
     run(config, body)
 
@@ -82,8 +83,8 @@ def test_failed_provider_is_tried_again_after_the_cooldown(tmp_path: Path) -> No
 
     async def body(sup: Supervisor) -> None:
         await until_state(sup, "gate", "failed")
-        assert "later does not exist" in row(sup, "gate")["last_error"]
+        assert "later does not exist" in row(sup, "gate").last_error
         (tmp_path / "later").mkdir()
-        await until(lambda: row(sup, "gate")["state"] == "ready", 15, "a retry after cooldown")
+        await until(lambda: row(sup, "gate").state is State.READY, 15, "a retry after cooldown")
 
     run(config, body)

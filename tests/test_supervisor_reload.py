@@ -18,6 +18,7 @@ from supervisor_helpers import (  # noqa: F401 (the fixture is used by name)
 
 from supervisor.lifecycle.manager import Supervisor
 from supervisor.proc.process import port_is_free
+from supervisor.view import State
 
 
 def _gone(pid: int) -> bool:
@@ -33,7 +34,7 @@ def test_reload_starts_added_stops_removed_restarts_changed_only(tmp_path: Path)
 
     async def body(sup: Supervisor) -> None:
         assert await sup.wait_settled(20)
-        before = {r["name"]: r["pid"] for r in sup.status()}
+        before = {r.name: r.pid for r in sup.status()}
         version = sup.version
         edited = write_config(tmp_path, [
             echo("a", pa), echo("c", pc, models=["new-model"]), echo("d", pd),
@@ -41,14 +42,14 @@ def test_reload_starts_added_stops_removed_restarts_changed_only(tmp_path: Path)
         changes = await sup.reload(edited)
         assert changes == {"added": ["d"], "removed": ["b"], "changed": ["c"]}
         assert sup.version > version
-        assert [r["name"] for r in sup.status()] == ["a", "c", "d"]
+        assert [r.name for r in sup.status()] == ["a", "c", "d"]
         assert _gone(before["b"]) and port_is_free(pb)
         assert await sup.wait_settled(20)
-        rows = {r["name"]: r for r in sup.status()}
-        assert rows["a"]["pid"] == before["a"] and rows["a"]["state"] == "ready"
-        assert rows["c"]["pid"] != before["c"] and rows["c"]["state"] == "ready"
-        assert rows["c"]["models"] == ["new-model"] and _gone(before["c"])
-        assert rows["d"]["state"] == "ready"
+        rows = {r.name: r for r in sup.status()}
+        assert rows["a"].pid == before["a"] and rows["a"].state is State.READY
+        assert rows["c"].pid != before["c"] and rows["c"].state is State.READY
+        assert rows["c"].models == ("new-model",) and _gone(before["c"])
+        assert rows["d"].state is State.READY
         assert sup.log_tail("b", 5) is None
 
     run(config, body)
@@ -65,11 +66,11 @@ def test_reload_keeps_a_stopped_provider_stopped_and_honours_enabled(tmp_path: P
         assert await sup.reload(edited) == {"added": [], "removed": [], "changed": ["a", "b"]}
         await until_state(sup, "b", "ready")  # enabled now: it starts
         await asyncio.sleep(0.5)
-        assert row(sup, "a")["state"] == "stopped"  # stopped by hand: the edit does not start it
+        assert row(sup, "a").state is State.STOPPED  # stopped by hand: the edit does not start it
         disabled = write_config(tmp_path, [echo("a", pa, description="x"),
                                            echo("b", pb, enabled=False)])
         await sup.reload(disabled)
-        assert row(sup, "b")["state"] == "stopped" and port_is_free(pb)
+        assert row(sup, "b").state is State.STOPPED and port_is_free(pb)
 
     run(config, body)
 
@@ -79,7 +80,7 @@ def test_only_starts_the_named_providers(tmp_path: Path) -> None:
 
     async def body(sup: Supervisor) -> None:
         assert await sup.wait_settled(20)
-        assert [r["state"] for r in sup.status()] == ["stopped", "ready"]
+        assert [r.state for r in sup.status()] == ["stopped", "ready"]
 
     run(config, body, only=["b"])
 
@@ -90,9 +91,9 @@ def test_concurrent_controls_of_one_provider_end_in_a_consistent_state(tmp_path:
     async def body(sup: Supervisor) -> None:
         await until_state(sup, "a", "ready")
         rows = await asyncio.gather(sup.restart("a"), sup.restart("a"), sup.start("a"))
-        assert all(r["state"] == "ready" for r in rows)
-        alive = [p for p in psutil.process_iter() if _is_echo_on(p, row(sup, "a")["port"])]
-        assert [p.pid for p in alive] == [row(sup, "a")["pid"]]  # exactly one process runs
+        assert all(r.state is State.READY for r in rows)
+        alive = [p for p in psutil.process_iter() if _is_echo_on(p, row(sup, "a").port)]
+        assert [p.pid for p in alive] == [row(sup, "a").pid]  # exactly one process runs
 
     run(config, body)
 

@@ -31,6 +31,7 @@ from supervisor_helpers import (  # noqa: F401 (the fixture is used by name)
 )
 
 from supervisor.lifecycle.manager import Supervisor
+from supervisor.view import State
 
 
 def test_clone_install_and_run_at_the_pinned_ref_then_reuse_both(tmp_path: Path) -> None:
@@ -79,7 +80,7 @@ def test_new_ref_on_reload_fetches_and_reinstalls(tmp_path: Path) -> None:
     async def body(sup: Supervisor) -> None:
         nonlocal newer
         await until_state(sup, "cloned", "ready", 90)
-        pid = row(sup, "cloned")["pid"]
+        pid = row(sup, "cloned").pid
         git(src, "checkout", "-q", sha, "--", "server.py")  # a commit the clone has not seen
         (src / "requirements.txt").write_text(
             "# pinned again\n./wheels/unigw_tinydep-0.1-py3-none-any.whl\n")
@@ -88,7 +89,7 @@ def test_new_ref_on_reload_fetches_and_reinstalls(tmp_path: Path) -> None:
         edited = write_config(tmp_path, [repo_provider("cloned", port, url, newer)])
         assert await sup.reload(edited) == {"added": [], "removed": [], "changed": ["cloned"]}
         await until_state(sup, "cloned", "ready", 90)
-        assert row(sup, "cloned")["pid"] != pid
+        assert row(sup, "cloned").pid != pid
         text = "\n".join(sup.log_tail("cloned", 1000) or [])
         assert f"fetching {url}" in text
         assert text.count("creating virtual environment") == 1  # the venv is kept
@@ -106,10 +107,10 @@ def test_clone_of_a_missing_repository_fails_with_gits_words(tmp_path: Path) -> 
     async def body(sup: Supervisor) -> None:
         assert await sup.wait_settled(30)
         r = row(sup, "ghost")
-        assert r["state"] == "failed"
-        assert r["last_error"].startswith("clone failed: fatal: ")
-        assert "does not appear to be a git repository" in r["last_error"]
-        assert row(sup, "fine")["state"] == "ready"
+        assert r.state is State.FAILED
+        assert r.last_error.startswith("clone failed: fatal: ")
+        assert "does not appear to be a git repository" in r.last_error
+        assert row(sup, "fine").state is State.READY
 
     run(config, body)
     assert not (config.apis_dir / "ghost").exists()  # a failed clone leaves nothing half-made
@@ -122,8 +123,8 @@ def test_install_only_clones_and_installs_without_starting(tmp_path: Path) -> No
 
     async def body(sup: Supervisor) -> None:
         assert await sup.install_only(None) == {"cloned": None, "local": None}
-        assert [r["state"] for r in sup.status()] == ["stopped", "stopped"]
-        assert all(r["pid"] is None for r in sup.status())
+        assert [r.state for r in sup.status()] == ["stopped", "stopped"]
+        assert all(r.pid is None for r in sup.status())
         assert (config.state_dir / "stamps" / "cloned.json").exists()
         assert await sup.install_only(["cloned"]) == {"cloned": None}
         assert "install is current (stamp matches); skipping" in "\n".join(
@@ -193,16 +194,16 @@ def test_failing_and_hanging_install_steps_fail_with_their_output(tmp_path: Path
 
     async def body(sup: Supervisor) -> None:
         assert await sup.wait_settled(30)
-        assert row(sup, "boom")["last_error"] == (
+        assert row(sup, "boom").last_error == (
             f"install failed: `{sys.executable} -c {boom[2]}` exited with code 3: "
             "boom: no such package"
         )
-        assert row(sup, "hang")["last_error"].startswith("install failed: `")
-        assert row(sup, "hang")["last_error"].endswith(
+        assert row(sup, "hang").last_error.startswith("install failed: `")
+        assert row(sup, "hang").last_error.endswith(
             "` timed out after 1.5s: waiting forever")
-        assert row(sup, "fine")["state"] == "ready"
+        assert row(sup, "fine").state is State.READY
         assert not (config.state_dir / "stamps" / "boom.json").exists()
-        alive = [p for p in marked_alive(config.state_dir) if p != row(sup, "fine")["pid"]]
+        alive = [p for p in marked_alive(config.state_dir) if p != row(sup, "fine").pid]
         assert alive == []  # the timed-out step was killed, whole tree
 
     run(config, body)
@@ -220,8 +221,8 @@ def test_stop_during_install_ends_the_install_step(tmp_path: Path) -> None:
     async def body(sup: Supervisor) -> None:
         await until(lambda: "installing slowly" in (sup.log_tail("slow", 5) or []), 20,
                     "the install step to run")
-        assert row(sup, "slow")["state"] == "installing" and marked_alive(config.state_dir)
-        assert (await sup.stop("slow"))["state"] == "stopped"
+        assert row(sup, "slow").state is State.INSTALLING and marked_alive(config.state_dir)
+        assert (await sup.stop("slow")).state is State.STOPPED
         assert marked_alive(config.state_dir) == []
 
     run(config, body)
@@ -237,7 +238,7 @@ def test_clone_that_hangs_times_out_and_its_git_is_killed(tmp_path: Path) -> Non
 
         async def body(sup: Supervisor) -> None:
             await until_state(sup, "stuck", "failed", 30)
-            assert row(sup, "stuck")["last_error"] == "clone timed out after 1.5s"
+            assert row(sup, "stuck").last_error == "clone timed out after 1.5s"
             gits = [p for p in psutil.Process().children(recursive=True) if "git" in p.name()]
             assert gits == []
 

@@ -84,11 +84,11 @@ def test_a_token_printed_across_reads_and_crash_loops_reaches_no_log_and_no_stat
     fragments = (token, token[: len(token) // 2], token[len(token) // 2:])
 
     async def body(sup: Supervisor) -> None:
-        await until(lambda: (row(sup, "chatty")["last_error"] or "").startswith("crash loop"),
+        await until(lambda: (row(sup, "chatty").last_error or "").startswith("crash loop"),
                     60, "four runs, then a crash loop")
-        error = row(sup, "chatty")["last_error"]
+        error = row(sup, "chatty").last_error
         assert "crash loop" in error and "fatal: upstream rejected token ***" in error
-        status = json.dumps(sup.status())
+        status = repr(sup.status())
         shown = "\n".join(sup.log_tail("chatty", 20_000) or [])
         assert "request 4999 authorized by ***" in shown  # the flood is there, scrubbed
         for piece in fragments:
@@ -123,7 +123,7 @@ def test_a_child_gets_its_own_env_and_the_ordinary_one_but_no_one_elses_secrets(
 
     async def body(sup: Supervisor) -> None:
         await until_state(sup, "nosy", "ready")
-        await until(lambda: row(sup, "chatty")["restarts"] >= 1, what="chatty to have run")
+        await until(lambda: row(sup, "chatty").restarts >= 1, what="chatty to have run")
 
     run(config, body)
     env = json.loads(dump.read_text())

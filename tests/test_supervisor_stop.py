@@ -25,6 +25,7 @@ from supervisor_helpers import (  # noqa: F401 (the fixture is used by name)
 from supervisor.lifecycle.manager import Supervisor
 from supervisor.proc.leftovers import record
 from supervisor.proc.process import port_is_free
+from supervisor.view import State
 
 ESCAPE = """\
 # Starts the real server in a session of its own (out of our process group), then idles.
@@ -60,7 +61,7 @@ async def main():
     sup = Supervisor(load(sys.argv[1]))
     await sup.up()
     assert await sup.wait_settled(30), sup.status()
-    print(" ".join(str(r["pid"]) for r in sup.status()), flush=True)
+    print(" ".join(str(r.pid) for r in sup.status()), flush=True)
     os.kill(os.getpid(), signal.SIGKILL)  # crash: no down(), children stay behind
 
 asyncio.run(main())
@@ -87,11 +88,11 @@ def test_provider_ignoring_sigterm_is_killed_after_the_grace(tmp_path: Path) -> 
 
     async def body(sup: Supervisor) -> None:
         await until_state(sup, "stubborn", "ready")
-        pid = row(sup, "stubborn")["pid"]
+        pid = row(sup, "stubborn").pid
         started = time.monotonic()
         answer = await sup.stop("stubborn")
         assert time.monotonic() - started >= 1.5  # it waited the grace, then SIGKILLed
-        assert answer["state"] == "stopped" and _gone(pid) and port_is_free(port)
+        assert answer.state is State.STOPPED and _gone(pid) and port_is_free(port)
 
     run(config, body)
 
@@ -102,7 +103,7 @@ def test_stop_kills_the_grandchild_a_provider_spawned(tmp_path: Path) -> None:
 
     async def body(sup: Supervisor) -> None:
         await until_state(sup, "parent", "ready")
-        pid = row(sup, "parent")["pid"]
+        pid = row(sup, "parent").pid
         grandchild = _pid_in_log(sup, "parent", r"spawned child pid (\d+)")
         assert psutil.Process(grandchild).ppid() == pid
         await sup.stop("parent")
@@ -121,7 +122,7 @@ def test_stop_kills_a_child_that_left_the_group_and_holds_the_port(tmp_path: Pat
     async def body(sup: Supervisor) -> None:
         await until_state(sup, "escape", "ready")
         server = _pid_in_log(sup, "escape", r"server pid (\d+)")
-        assert psutil.Process(server).pid != row(sup, "escape")["pid"]
+        assert psutil.Process(server).pid != row(sup, "escape").pid
         await sup.stop("escape")
         assert _gone(server) and port_is_free(port)
         assert marked_alive(config.state_dir) == []
@@ -139,7 +140,7 @@ def test_stop_kills_a_double_forked_daemon_by_its_marker(tmp_path: Path) -> None
     async def body(sup: Supervisor) -> None:
         await until_state(sup, "daemon", "ready")
         server = _pid_in_log(sup, "daemon", r"server pid (\d+)")
-        assert server not in [p.pid for p in psutil.Process(row(sup, "daemon")["pid"]).children()]
+        assert server not in [p.pid for p in psutil.Process(row(sup, "daemon").pid).children()]
         await sup.stop("daemon")
         assert _gone(server) and port_is_free(port)
 
@@ -156,11 +157,11 @@ def test_down_leaves_no_process_and_frees_every_port(tmp_path: Path) -> None:
 
     async def body(sup: Supervisor) -> None:
         assert await sup.wait_settled(20)
-        assert all(r["state"] == "ready" for r in sup.status())
+        assert all(r.state is State.READY for r in sup.status())
         pids.extend(marked_alive(config.state_dir))
         assert len(pids) == 4  # three providers and one grandchild
         await sup.down()
-        assert all(r["state"] == "stopped" for r in sup.status())
+        assert all(r.state is State.STOPPED for r in sup.status())
         await sup.down()  # idempotent
 
     run(config, body)
@@ -188,7 +189,7 @@ def test_next_up_kills_the_leftovers_of_a_crashed_supervisor(tmp_path: Path) -> 
 
         async def body(sup: Supervisor) -> None:
             assert await sup.wait_settled(20)
-            assert [r["state"] for r in sup.status()] == ["ready", "ready"]
+            assert [r.state for r in sup.status()] == ["ready", "ready"]
             assert all(_gone(p) for p in orphans)
             assert bystander.poll() is None
 

@@ -26,6 +26,7 @@ from supervisor.config import Config
 from supervisor.install import toolchains
 from supervisor.lifecycle.manager import Supervisor
 from supervisor.proc.logs import log_path
+from supervisor.view import State
 
 SETTLE = 150.0  # a cold Go build of net/http takes about 30 s
 
@@ -155,7 +156,7 @@ def run_up(config: Config, then: Callable[[Supervisor], Awaitable[Any]] | None =
 
 
 def by_name(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {r["name"]: r for r in rows}
+    return {r.name: r for r in rows}
 
 
 def answer(port: int, path: str = "/health") -> str:
@@ -172,7 +173,7 @@ def test_go_provider_builds_with_bootstrapped_go_and_becomes_ready(
         return sup.status()[0], await asyncio.to_thread(answer, port), sup.log_tail("tiny-go", 400)
 
     row, text, logs = run_up(config, check)
-    assert row["state"] == "ready", row
+    assert row.state is State.READY, row
     assert text == "tiny go"
     assert (tmp_path / "apis" / "tiny-go" / "tinygo").is_file()
     assert any("using go 1.25.5 bootstrapped at" in line for line in logs or [])
@@ -192,7 +193,7 @@ def test_deno_provider_runs_on_bootstrapped_deno_and_becomes_ready(
         )
 
     row, text, logs = run_up(config, check)
-    assert row["state"] == "ready", row
+    assert row.state is State.READY, row
     assert text == "tiny deno"
     assert any("using deno 1.46.3 bootstrapped at" in line for line in logs or [])
     assert any((state_dir / "home" / "deno" / "cache").iterdir())
@@ -222,7 +223,7 @@ def test_provider_gets_a_venv_on_the_python_it_names_or_fails_saying_why(
         return by_name(sup.status()), await asyncio.to_thread(answer, good, "/")
 
     rows, served_by = run_up(config, check)
-    assert rows["py-wanted"]["state"] == "ready", rows["py-wanted"]
+    assert rows["py-wanted"].state is State.READY, rows["py-wanted"]
     assert served_by == want
     venv_python = state_dir / "venvs" / "py-wanted" / "bin" / "python"
     version = subprocess.run(
@@ -232,8 +233,8 @@ def test_provider_gets_a_venv_on_the_python_it_names_or_fails_saying_why(
         check=True,
     ).stdout.strip()
     assert version == want
-    assert rows["py-absent"]["state"] == "failed"
-    assert rows["py-absent"]["last_error"].startswith("needs Python 3.99; found ")
+    assert rows["py-absent"].state is State.FAILED
+    assert rows["py-absent"].last_error.startswith("needs Python 3.99; found ")
 
 
 def test_second_up_reuses_toolchains_and_build(tmp_path: Path, state_dir: Path) -> None:
@@ -244,13 +245,13 @@ def test_second_up_reuses_toolchains_and_build(tmp_path: Path, state_dir: Path) 
     binary = tmp_path / "apis" / "again-go" / "tinygo"
     logs = [log_path(state_dir, name) for name in ("again-go", "again-deno")]
     first = run_up(config)
-    assert {r["state"] for r in first} == {"ready"}, first
+    assert {r.state for r in first} == {State.READY}, first
     built = binary.stat().st_mtime_ns
     toolchain_dirs = sorted(p.name for p in (state_dir / "toolchains").iterdir())
     offsets = [log.stat().st_size for log in logs]
 
     second = run_up(config)
-    assert {r["state"] for r in second} == {"ready"}, second
+    assert {r.state for r in second} == {State.READY}, second
     assert binary.stat().st_mtime_ns == built
     assert sorted(p.name for p in (state_dir / "toolchains").iterdir()) == toolchain_dirs
     for log, offset in zip(logs, offsets, strict=True):
@@ -270,8 +271,8 @@ def test_server_bound_to_all_interfaces_gets_an_exposure_warning(
 
     async def warnings(sup: Supervisor) -> list[str]:
         deadline = time.monotonic() + 20
-        while not sup.status()[0]["warnings"] and time.monotonic() < deadline:
+        while not sup.status()[0].warnings and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-        return list(sup.status()[0]["warnings"])
+        return list(sup.status()[0].warnings)
 
     assert run_up(config, warnings) == [f"listens on 0.0.0.0:{port}: exposed to the network"]

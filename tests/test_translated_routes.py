@@ -1,6 +1,6 @@
 """The Anthropic and Gemini APIs end to end: the official clients, a real gateway, echo providers.
 
-One gateway (``python -m gateway.serve``) runs for the module in front of echo provider
+One gateway (``unigw gateway``) runs for the module in front of echo provider
 processes: ``one`` and ``two`` serve ``m-a`` (the alias target of ``claude-sonnet-4`` and
 ``gemini-2.5-flash``); ``broken`` answers 500, ``slow`` answers after the first-byte timeout,
 ``crash-a`` / ``crash-g`` exit mid-stream, ``drip`` streams slowly, and ``dead`` is a port

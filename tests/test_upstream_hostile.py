@@ -4,7 +4,7 @@ Every malformed answer must be a failed attempt: the call ends, the connection i
 raw server sees it end, never left open), the client gets a clean 502/504 in the OpenAI
 envelope naming the cause, and with a good provider beside it the client gets the good answer.
 Each case runs against the client (``gateway.upstream.Upstream``) directly and through the real
-gateway (``python -m gateway.serve``) in front of the raw server and an echo provider.
+gateway (``unigw gateway``) in front of the raw server and an echo provider.
 """
 
 from __future__ import annotations

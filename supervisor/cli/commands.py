@@ -227,6 +227,28 @@ def demo(config_path: str | None, detach: bool, verbose: bool) -> None:
 
 @cli.command()
 @config_option
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def gateway(config_path: str, verbose: bool) -> None:
+    """The gateway alone, in front of providers something else runs (an orchestrator, a
+    container, your own terminal).
+
+    Each provider of providers.yaml is expected on 127.0.0.1 at its port; nothing is cloned,
+    installed, started or stopped. Providers are probed every supervisor.probe_interval
+    seconds and get traffic while their health path answers. `unigw stop NAME` takes one out
+    of traffic and `unigw start NAME` puts it back. Runs in the foreground until Ctrl-C.
+    """
+    from supervisor.run import RunError, run_loop, serve_gateway
+
+    config = _load(config_path)
+    _setup_logging(verbose)
+    try:
+        run_loop(serve_gateway(config))
+    except RunError as exc:
+        _fail(str(exc))
+
+
+@cli.command()
+@config_option
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for it to stop.")
 def down(config_path: str, timeout: float) -> None:
     """Stop the running instance: every provider, every process they started, then the gateway."""
@@ -280,11 +302,14 @@ def status(config_path: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
-    rows = [output.status_cells(r) for r in data.get("providers", [])]
-    click.echo(output.table(output.STATUS_COLUMNS, rows, colour_col=2, colour=output.use_colour()))
-    for r in data.get("providers", []):
-        for w in r.get("warnings") or []:
-            click.echo(f"warning: {r['name']}: {w}", err=True)
+    try:
+        rows = [output.StatusRow.from_json(r) for r in data["providers"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        _fail(f"the gateway's GET /providers is not what this unigw reads ({exc!r})")
+    click.echo(output.status_table(rows, colour=output.use_colour()))
+    for r in rows:
+        for w in r.status.warnings:
+            click.echo(f"warning: {r.status.name}: {w}", err=True)
 
 
 def _control(action: str, name: str, config_path: str) -> None:

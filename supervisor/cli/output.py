@@ -1,11 +1,19 @@
-"""How the command line shows things: the status table, durations, sizes, colour rules."""
+"""How the command line shows things: the status table, durations, sizes, colour rules.
+
+A row of ``GET /providers`` is parsed once, by :meth:`StatusRow.from_json`, into the seam's
+:class:`~supervisor.view.ProviderStatus` and the gateway's counters; the table is made from
+their attributes.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TextIO
+
+from supervisor.view import ProviderStatus, State
 
 STATUS_COLUMNS = (
     "NAME",
@@ -20,13 +28,37 @@ STATUS_COLUMNS = (
     "LAST_ERROR",
 )
 _STATE_COLOURS = {
-    "ready": "green",
-    "starting": "yellow",
-    "installing": "yellow",
-    "unhealthy": "yellow",
-    "backoff": "yellow",
-    "failed": "red",
+    State.READY: "green",
+    State.STARTING: "yellow",
+    State.INSTALLING: "yellow",
+    State.UNHEALTHY: "yellow",
+    State.BACKOFF: "yellow",
+    State.FAILED: "red",
 }
+_HEALTH = {"ok": True, "fail": False, None: None}  # the JSON's "health" → probe_ok
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    """One provider as ``GET /providers`` shows it: its status and the gateway's counters."""
+
+    status: ProviderStatus
+    reqs: int
+    errors: int
+
+    @classmethod
+    def from_json(cls, row: Mapping[str, Any]) -> StatusRow:
+        """Parse one row of ``GET /providers`` (KeyError/ValueError when it is not one)."""
+        status = ProviderStatus(
+            name=row["name"], port=row["port"], state=State(row["state"]), pid=row["pid"],
+            uptime_s=row["uptime_s"], restarts=row["restarts"],
+            probe_ok=_HEALTH[row["health"]], probe_ms=row["health_ms"],
+            last_error=row["last_error"], cpu_percent=row["cpu_percent"],
+            rss_bytes=row["rss_bytes"], runtime=row["runtime"], models=tuple(row["models"]),
+            warnings=tuple(row["warnings"]), enabled=row["enabled"],
+            description=row["description"], missing_secrets=tuple(row["missing_secrets"]),
+        )
+        return cls(status, row["reqs"], row["errors"])
 
 
 def use_colour(stream: TextIO = sys.stdout) -> bool:
@@ -48,43 +80,47 @@ def duration(seconds: float | None) -> str:
     return f"{s // 86400}d{s % 86400 // 3600:02d}h"
 
 
-def status_cells(row: dict[str, Any], last_error_width: int = 60) -> list[str]:
+def health(status: ProviderStatus) -> str:
+    """``ok 12ms``, ``ok``, ``fail``, or ``-`` while nothing answers."""
+    if status.probe_ok is None:
+        return "-"
+    if not status.probe_ok:
+        return "fail"
+    return "ok" if status.probe_ms is None else f"ok {status.probe_ms:.0f}ms"
+
+
+def status_cells(row: StatusRow, last_error_width: int = 60) -> list[str]:
     """One provider's row as the cells of ``unigw status``."""
-    health = row.get("health")
-    if health == "ok" and row.get("health_ms") is not None:
-        health = f"ok {row['health_ms']:.0f}ms"
-    err = " ".join(str(row.get("last_error") or "-").split())
+    s = row.status
+    err = " ".join((s.last_error or "-").split())
     if len(err) > last_error_width:
         err = err[: last_error_width - 1] + "…"
-    return [
-        str(row.get("name", "?")),
-        str(row.get("port", "-")),
-        str(row.get("state", "?")),
-        str(row.get("pid") or "-"),
-        duration(row.get("uptime_s")),
-        str(row.get("restarts", 0)),
-        str(health or "-"),
-        str(row.get("reqs", 0)),
-        str(row.get("errors", 0)),
-        err,
-    ]
+    return [s.name, str(s.port), s.state.value, str(s.pid or "-"), duration(s.uptime_s),
+            str(s.restarts), health(s), str(row.reqs), str(row.errors), err]
+
+
+def status_table(rows: Sequence[StatusRow], colour: bool = False) -> str:
+    """The table of ``unigw status``, its STATE column coloured on request."""
+    paint = [_STATE_COLOURS.get(r.status.state) if colour else None for r in rows]
+    return table(STATUS_COLUMNS, [status_cells(r) for r in rows], paint, 2)
 
 
 def table(
     header: Sequence[str],
     rows: Sequence[Sequence[str]],
-    colour_col: int | None = None,
-    colour: bool = False,
+    paint: Sequence[str | None] = (),
+    paint_col: int = 0,
 ) -> str:
-    """Left-aligned columns separated by two spaces; the state column coloured on request."""
+    """Left-aligned columns separated by two spaces; ``paint[i]`` colours row i's ``paint_col``."""
     widths = [
         max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
     ]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
-    for r in rows:
+    for i, r in enumerate(rows):
         cells = [c.ljust(w) for c, w in zip(r, widths, strict=True)]
-        if colour and colour_col is not None and r[colour_col] in _STATE_COLOURS:
-            cells[colour_col] = _paint(cells[colour_col], _STATE_COLOURS[r[colour_col]])
+        colour = paint[i] if i < len(paint) else None
+        if colour is not None:
+            cells[paint_col] = _paint(cells[paint_col], colour)
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 

@@ -25,13 +25,14 @@ import json
 import os
 import re
 import shutil
-import signal
 import sys
 import tempfile
 import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
+
+from supervisor.proc.process import stop_tree
 
 PARTIAL = ".partial-"
 
@@ -242,8 +243,8 @@ async def _run(
     except asyncio.TimeoutError:
         raise BootstrapError(f"{what} timed out after {timeout:g} s") from None
     finally:
-        if proc.returncode is None:  # timed out or cancelled: the installer goes too
-            _kill_group(proc.pid)
+        if proc.returncode is None:  # timed out or cancelled: the installer goes too, at once
+            await stop_tree(proc.pid, grace=0)
             await proc.wait()
     if code != 0:
         raise BootstrapError(f"{what} failed (exit {code}): {_gist(tail)}")
@@ -254,13 +255,6 @@ def _gist(tail: collections.abc.Iterable[str]) -> str:
     lines = list(tail)
     errors = [ln for ln in lines if re.search(r"\berror\b", ln, re.IGNORECASE)][:3]
     return "; ".join(errors) if errors else (lines[-1] if lines else "no output")
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _sweep_partials(toolchains: Path, older_than: float) -> None:

@@ -28,6 +28,8 @@ import git
 import psutil
 from git.exc import BadName, BadObject, GitCommandError, InvalidGitRepositoryError
 
+from supervisor.proc.process import stop_tree
+
 T = TypeVar("T")
 GIT_ENV = {"GIT_TERMINAL_PROMPT": "0", "GCM_INTERACTIVE": "never", "GIT_LFS_SKIP_SMUDGE": "1"}
 _STAGES = {
@@ -188,17 +190,18 @@ async def _in_thread(fn: Callable[[], T], dest: Path, timeout: float, what: str)
 
 
 async def _abort(fut: asyncio.Future[Any], dest: Path) -> None:
-    await asyncio.to_thread(_kill_git, dest)
+    """Kill (at once) our git processes that work on ``dest`` and what they started."""
+    pids = await asyncio.to_thread(_git_on, dest)
+    await asyncio.gather(*(stop_tree(pid, grace=0) for pid in pids))
     with contextlib.suppress(git.exc.GitError, RepoError, OSError, asyncio.TimeoutError):
         await asyncio.wait_for(fut, 10.0)
 
 
-def _kill_git(dest: Path) -> None:
-    """Kill our git processes that work on ``dest`` (by argument or working directory)."""
-    target = str(dest)
+def _git_on(dest: Path) -> list[int]:
+    """Our processes that work on ``dest`` (by argument or working directory). Blocking."""
+    target, found = str(dest), []
     for p in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.Error):
             if target in p.cmdline() or p.cwd() == target:
-                for q in [*p.children(recursive=True), p]:
-                    with contextlib.suppress(psutil.Error):
-                        q.kill()
+                found.append(p.pid)
+    return found

@@ -20,13 +20,13 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from supervisor.config import Config
-from supervisor.lifecycle.runtime import SETTLED, ProviderRuntime, Shared
+from supervisor.lifecycle.runtime import ProviderRuntime, Shared
+from supervisor.lifecycle.states import SETTLED
 from supervisor.proc import leftovers
 from supervisor.proc.logs import log_path, tail
-from supervisor.view import ProviderInfo, State
+from supervisor.view import ProviderInfo, ProviderStatus, State
 
 log = logging.getLogger("unigw.supervisor")
 
@@ -64,8 +64,8 @@ class Supervisor:
     def providers(self) -> Sequence[ProviderInfo]:
         return [rt.info() for rt in self._runtimes.values()]
 
-    def status(self) -> list[dict[str, Any]]:
-        return [rt.row() for rt in self._runtimes.values()]
+    def status(self) -> Sequence[ProviderStatus]:
+        return [rt.status() for rt in self._runtimes.values()]
 
     def log_tail(self, name: str, lines: int) -> list[str] | None:
         if name not in self._runtimes:
@@ -73,20 +73,20 @@ class Supervisor:
         backups = self._shared.settings.log_backups
         return tail(log_path(self._shared.state_dir, name), lines, backups)
 
-    async def start(self, name: str) -> dict[str, Any]:
+    async def start(self, name: str) -> ProviderStatus:
         rt = self._runtimes[name]
         await rt.start()
-        return rt.row()
+        return rt.status()
 
-    async def stop(self, name: str) -> dict[str, Any]:
+    async def stop(self, name: str) -> ProviderStatus:
         rt = self._runtimes[name]
         await rt.stop()
-        return rt.row()
+        return rt.status()
 
-    async def restart(self, name: str) -> dict[str, Any]:
+    async def restart(self, name: str) -> ProviderStatus:
         rt = self._runtimes[name]
         await rt.restart()
-        return rt.row()
+        return rt.status()
 
     # -- the whole instance ------------------------------------------------------------------
 

@@ -1,14 +1,11 @@
 """One provider's life: prepare (toolchain, clone, install), run, probe, restart, stop.
 
 Each provider has one :class:`ProviderRuntime` and at most one lifecycle task. Its state only
-changes through :meth:`ProviderRuntime.transition`, which checks the move against the
-lifecycle below, logs it (logger ``unigw.supervisor``), notes it in the provider's log and
-bumps the supervisor's version::
-
-    stopped → installing → starting → ready ⇄ unhealthy → backoff → starting …
-    (any running state) → stopping → stopped;  failed (with last_error) when a retry cannot
-    help (clone, install, toolchain, missing secret), retried after the failed cool-down or by
-    start/restart. A crash loop is not failed: it stays in backoff with a longer capped delay.
+changes through :meth:`~supervisor.lifecycle.states.Lifecycle.transition`, which checks the
+move against the lifecycle's table (:mod:`supervisor.lifecycle.states`), logs it (logger
+``unigw.supervisor``), notes it in the provider's log and bumps the supervisor's version.
+A crash loop is not failed: it stays in backoff with a longer capped delay (see
+:mod:`supervisor.lifecycle.backoff`); failed is for what a retry cannot fix.
 
 Probing follows Kubernetes: until the first answer, only the startup grace counts; after it,
 any HTTP answer means alive, readiness moves ready ⇄ unhealthy, and ``liveness_failures``
@@ -24,13 +21,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from supervisor.config import Config, ProviderConfig, SupervisorConfig
 from supervisor.install import repos, runspec, toolchains
 from supervisor.install import steps as install
 from supervisor.lifecycle.backoff import RestartPolicy
 from supervisor.lifecycle.probe import Prober, ProbeResult
+from supervisor.lifecycle.states import RUNNING, Lifecycle
 from supervisor.lifecycle.watch import Watch, port_warnings
 from supervisor.proc import leftovers
 from supervisor.proc.logs import ProviderLog, log_path
@@ -44,22 +41,9 @@ from supervisor.proc.process import (
     stop_tree,
     wait_port_free,
 )
-from supervisor.view import ProviderInfo, State
+from supervisor.view import State
 
 log = logging.getLogger("unigw.supervisor")
-
-SETTLED = frozenset({State.READY, State.UNHEALTHY, State.FAILED, State.STOPPED})
-_RUNNING = (State.STARTING, State.READY, State.UNHEALTHY)
-_ALLOWED: dict[State, frozenset[State]] = {
-    State.STOPPED: frozenset({State.INSTALLING, State.STARTING, State.FAILED}),
-    State.INSTALLING: frozenset({State.STARTING, State.FAILED, State.STOPPING, State.STOPPED}),
-    State.STARTING: frozenset({*_RUNNING, State.BACKOFF, State.FAILED, State.STOPPING}),
-    State.READY: frozenset({State.UNHEALTHY, State.BACKOFF, State.FAILED, State.STOPPING}),
-    State.UNHEALTHY: frozenset({State.READY, State.BACKOFF, State.FAILED, State.STOPPING}),
-    State.BACKOFF: frozenset({State.STARTING, State.FAILED, State.STOPPING, State.STOPPED}),
-    State.STOPPING: frozenset({State.STOPPED, State.FAILED}),
-    State.FAILED: frozenset({State.INSTALLING, State.STARTING, State.STOPPING, State.STOPPED}),
-}
 
 
 class CannotRun(Exception):
@@ -95,60 +79,29 @@ class Shared:
         return self.prober
 
 
-class ProviderRuntime:
+class ProviderRuntime(Lifecycle):
     """The live state of one provider and the one task that runs it."""
 
     def __init__(self, provider: ProviderConfig, shared: Shared) -> None:
-        self.provider = provider
+        super().__init__(provider, shared.on_change)
         self.shared = shared
         s = shared.settings
         self.log = ProviderLog(log_path(shared.state_dir, provider.name), s.log_max_bytes,
                                s.log_backups)
         self.log.secrets = tuple(v.encode() for v in provider.secret_values())
         self.policy = RestartPolicy.from_settings(s)
-        self.state = State.STOPPED
         self.child: Child | None = None
         self.task: asyncio.Task[None] | None = None
-        self.last_error: str | None = None
-        self.warnings: list[str] = []
-        self.restarts = 0
-        self.health: str | None = None
-        self.health_ms: float | None = None
-        self.cpu_percent: float | None = None
-        self.rss_bytes: int | None = None
-        self._changed = asyncio.Event()
         self._lock = asyncio.Lock()
 
-    @property
-    def name(self) -> str:
-        return self.provider.name
+    def note(self, line: str) -> None:
+        self.log.note(line)
 
-    # -- the one transition method -----------------------------------------------------------
-
-    def transition(self, new: State, error: str | None = None) -> None:
-        """Move to ``new`` (checked), record ``error``, log it and tell everyone who waits."""
-        old = self.state
-        if error is not None:
-            self.last_error = error
-        if new is old:
-            return
-        if new not in _ALLOWED[old]:
-            raise RuntimeError(f"{self.name}: illegal transition {old.value} → {new.value}")
-        self.state = new
-        why = f" ({error.splitlines()[0]})" if error else ""
-        level = logging.WARNING if new is State.FAILED else logging.INFO
-        log.log(level, "%s: %s → %s%s", self.name, old.value, new.value, why)
-        self.log.note(f"state {old.value} → {new.value}{why}")
-        if new not in _RUNNING:
-            self.health = None  # no process answers for it now
-        self.shared.on_change()
-        self._changed.set()
-        self._changed = asyncio.Event()
-
-    async def wait_settled(self) -> None:
-        """Until the state is ready, unhealthy, failed or stopped."""
-        while self.state not in SETTLED:
-            await self._changed.wait()
+    def process(self) -> tuple[int | None, float | None]:
+        child = self.child
+        if child is None or child.returncode is not None:
+            return None, None
+        return child.pid, time.monotonic() - child.started
 
     # -- control -----------------------------------------------------------------------------
 
@@ -215,7 +168,7 @@ class ProviderRuntime:
     async def _stop_locked(self) -> None:
         await self._cancel_task()
         child = self.child
-        if child is not None or self.state in _RUNNING:
+        if child is not None or self.state in RUNNING:
             self.transition(State.STOPPING)
         if child is not None:
             await self._end_child(child, self.shared.settings.stop_grace)
@@ -350,8 +303,7 @@ class ProviderRuntime:
 
     def _observe(self, result: ProbeResult, state: State | None, sample: TreeSample) -> None:
         """The watch reports a probe: record it and move ready ⇄ unhealthy as told."""
-        self.health = "ok" if result.ready else "fail"
-        self.health_ms = result.ms
+        self.probe_ok, self.probe_ms = result.ready, result.ms
         self.cpu_percent, self.rss_bytes = round(sample.cpu_percent, 1), sample.rss_bytes
         warnings = port_warnings(self.provider.port, sample.listens)
         if warnings != self.warnings:
@@ -374,28 +326,3 @@ class ProviderRuntime:
     def _progress(self, line: str) -> None:
         if self.shared.progress is not None:
             self.shared.progress(self.name, line)
-
-    # -- what others see ---------------------------------------------------------------------
-
-    def info(self) -> ProviderInfo:
-        p = self.provider
-        return ProviderInfo(
-            name=p.name, state=self.state, base_url=f"http://127.0.0.1:{p.port}", key=p.key,
-            models=p.models, weight=p.weight,
-            probe_ok=None if self.health is None else self.health == "ok",
-            probe_ms=self.health_ms,
-        )
-
-    def row(self) -> dict[str, Any]:
-        p, child = self.provider, self.child
-        alive = child is not None and child.returncode is None
-        return {
-            "name": p.name, "port": p.port, "state": self.state.value,
-            "pid": child.pid if alive and child else None,
-            "uptime_s": round(time.monotonic() - child.started, 1) if alive and child else None,
-            "restarts": self.restarts, "health": self.health, "health_ms": self.health_ms,
-            "last_error": self.last_error, "cpu_percent": self.cpu_percent,
-            "rss_bytes": self.rss_bytes, "runtime": p.runtime, "models": list(p.models),
-            "warnings": list(self.warnings), "enabled": p.enabled,
-            "description": p.description, "missing_secrets": list(p.missing_secrets),
-        }

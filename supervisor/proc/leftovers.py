@@ -19,15 +19,13 @@ import contextlib
 import json
 import logging
 import os
-import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from supervisor.proc.process import gone, snapshot
+from supervisor.proc.process import gone, snapshot, stop_tree
 
 log = logging.getLogger("unigw.supervisor")
 
@@ -120,15 +118,19 @@ async def kill_leftovers(state_dir: Path, grace: float = 3.0) -> list[str]:
 
 
 async def terminate(procs: list[psutil.Process], grace: float) -> list[int]:
-    """SIGTERM each process, SIGKILL what is left after ``grace``; return the survivors."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 3.0)):
-        for p in procs:
-            with contextlib.suppress(psutil.Error):
-                p.send_signal(sig)
-        deadline = time.monotonic() + wait
-        while any(not gone(p) for p in procs) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-    return [p.pid for p in procs if not gone(p)]
+    """Stop these processes and what they started, all at once (:func:`stop_tree` on each
+    one whose parent is not among them: SIGTERM, SIGKILL after ``grace``); the survivors."""
+    pids = {p.pid for p in procs}
+    roots = [p.pid for p in procs if _parent(p) not in pids]
+    survivors = await asyncio.gather(*(stop_tree(pid, grace) for pid in roots))
+    return sorted({pid for some in survivors for pid in some})
+
+
+def _parent(p: psutil.Process) -> int | None:
+    try:
+        return p.ppid()
+    except psutil.Error:
+        return None
 
 
 def holder(port: int) -> psutil.Process | None:

@@ -6,9 +6,10 @@ started, and a Ctrl-C in unigw's terminal does not reach it directly. Its stdout
 one pipe, read by an asyncio task into the provider's
 :class:`~supervisor.proc.logs.ProviderLog`; the event loop never waits on a child.
 
-:func:`stop_tree` is the one way a process tree ends. It also finds what escaped the group:
-the leader's descendants (``psutil`` ``children(recursive=True)``) and any process left in its
-session or group.
+:func:`stop_tree` is the one way a process tree ends: a provider's, an install step's, a
+toolchain installer's, a git clone's, or a leftover of an earlier run. It also finds what
+escaped the group: the leader's descendants (``psutil`` ``children(recursive=True)``) and any
+process left in its session or group.
 """
 
 from __future__ import annotations
@@ -142,27 +143,33 @@ def gone(p: psutil.Process) -> bool:
 
 
 async def stop_tree(
-    child: Child,
+    leader: Child | int,
     grace: float,
     port: int | None = None,
     *,
     belongs: Belongs | None = None,
     port_wait: float = 5.0,
 ) -> list[int]:
-    """Stop a child and everything it started; return the pids that would not die.
+    """Stop a process and everything it started; return the pids that would not die.
 
-    ``belongs`` also claims processes found outside the tree (see :func:`snapshot`).
+    ``leader`` is a :class:`Child` (reaped, and its log pipe closed, here) or the pid of any
+    other process (whoever started it reaps it). A ``grace`` of 0 kills at once, without
+    SIGTERM. ``belongs`` also claims processes found outside the tree (see :func:`snapshot`).
     """
+    child = leader if isinstance(leader, Child) else None
+    pid = leader.pid if isinstance(leader, Child) else leader
     # 1. Snapshot the tree first: once the leader dies its children are re-parented to init
     #    and can no longer be found through it.
-    procs = await asyncio.to_thread(snapshot, child.pid, belongs)
-    # 2. SIGTERM the process group, and the members that left the group, to let them clean up.
-    _signal_all(child.pid, procs, signal.SIGTERM)
-    # 3. Wait up to the grace period for the leader and the whole tree to exit.
-    await _wait_gone(child, procs, grace)
+    procs = await asyncio.to_thread(snapshot, pid, belongs)
+    if grace > 0:
+        # 2. SIGTERM the process group, and the members that left the group, to let them clean
+        #    up.
+        _signal_all(pid, procs, signal.SIGTERM)
+        # 3. Wait up to the grace period for the leader and the whole tree to exit.
+        await _wait_gone(child, procs, grace)
     # 4. SIGKILL the group and every survivor, including anything started during the grace.
-    procs = _merge(procs, await asyncio.to_thread(snapshot, child.pid, belongs))
-    _signal_all(child.pid, procs, signal.SIGKILL)
+    procs = _merge(procs, await asyncio.to_thread(snapshot, pid, belongs))
+    _signal_all(pid, procs, signal.SIGKILL)
     # 5. Reap the leader and wait until every killed process is really gone.
     await _wait_gone(child, procs, 5.0)
     # 6. Wait until the port is free (the kernel releases it once no process holds it).
@@ -170,7 +177,8 @@ async def stop_tree(
         await wait_port_free(port, port_wait)
     # 7. Close the log pipe: let the pump drain what is left; something that escaped the tree
     #    while keeping the pipe open must not keep us waiting.
-    await close_pump(child)
+    if child is not None:
+        await close_pump(child)
     return [p.pid for p in procs if not gone(p)]
 
 
@@ -196,10 +204,10 @@ def _merge(a: list[psutil.Process], b: list[psutil.Process]) -> list[psutil.Proc
     return a + [p for p in b if p.pid not in seen]
 
 
-async def _wait_gone(child: Child, procs: list[psutil.Process], timeout: float) -> bool:
-    """Wait until the leader is reaped and every listed process is gone."""
+async def _wait_gone(child: Child | None, procs: list[psutil.Process], timeout: float) -> bool:
+    """Wait until the leader (if it is our child) is reaped and every listed process is gone."""
     deadline = time.monotonic() + timeout
-    if not await wait_exit(child, timeout):
+    if child is not None and not await wait_exit(child, timeout):
         return False
     while not all(gone(p) for p in procs):
         if time.monotonic() >= deadline:

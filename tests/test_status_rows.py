@@ -1,0 +1,45 @@
+"""The typed seam's status row: made into JSON once at the gateway's edge
+(:class:`gateway.rows.ProviderRow`) and parsed once by the CLI
+(:class:`supervisor.cli.output.StatusRow`)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gateway.rows import ProviderRow
+from supervisor.cli.output import StatusRow, health, status_cells, status_table
+from supervisor.view import ProviderStatus, State
+
+READY = ProviderStatus(
+    name="a", port=8001, state=State.READY, pid=4242, uptime_s=75.0, restarts=1,
+    probe_ok=True, probe_ms=12.3, cpu_percent=1.5, rss_bytes=2_000_000, runtime="python",
+    models=("m1", "m2"), warnings=("listens on 0.0.0.0:8001",), description="demo",
+)
+
+
+@pytest.mark.parametrize(("probe_ok", "shown"), [(True, "ok"), (False, "fail"), (None, None)])
+def test_health_in_json_is_made_from_probe_ok(probe_ok: bool | None, shown: str | None) -> None:
+    status = ProviderStatus(name="a", port=1, state=State.STARTING, probe_ok=probe_ok)
+    assert ProviderRow(status, 0, 0, 0, None).to_json()["health"] == shown
+
+
+def test_a_row_survives_json_and_back_unchanged() -> None:
+    row = ProviderRow(READY, reqs=7, errors=2, in_flight=1, latency_ms=3.5)
+    parsed = StatusRow.from_json(json.loads(json.dumps(row.to_json())))
+    assert parsed == StatusRow(READY, reqs=7, errors=2)
+
+
+def test_status_cells_are_formatted_from_the_typed_row() -> None:
+    cells = status_cells(StatusRow(READY, reqs=7, errors=2))
+    assert cells == ["a", "8001", "ready", "4242", "1m15s", "1", "ok 12ms", "7", "2", "-"]
+    failed = ProviderStatus(name="b", port=2, state=State.FAILED, last_error="missing  secret\nX")
+    assert health(failed) == "-" and status_cells(StatusRow(failed, 0, 0))[-1] == "missing secret X"
+
+
+def test_only_the_state_column_is_coloured_and_only_on_request() -> None:
+    rows = [StatusRow(READY, 0, 0)]
+    assert "\x1b[" not in status_table(rows)
+    coloured = status_table(rows, colour=True).splitlines()[1]
+    assert coloured.split()[2] == "\x1b[32mready\x1b[0m" and coloured.count("\x1b[") == 2
