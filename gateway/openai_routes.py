@@ -230,16 +230,7 @@ def openai_routes(gateway: Gateway) -> list[BaseRoute]:
     """``GET /v1/models`` and ``POST /v1/test`` (the translated APIs: gateway.translated_routes)."""
 
     async def models(request: Request) -> Response:
-        table = gateway.router.table()
-        data, seen = [], set()
-        for backend in table.ready:
-            for model in backend.models:
-                if model not in seen:
-                    seen.add(model)
-                    owners = [b.name for b in table.serving.get(model, ())]
-                    data.append({"id": model, "object": "model", "created": 0,
-                                 "owned_by": backend.name, "providers": owners})
-        return JSONResponse({"object": "list", "data": data})
+        return JSONResponse({"object": "list", "data": gateway.router.model_list()})
 
     async def test(request: Request) -> Response:
         return await one_shot_test(gateway, request)
