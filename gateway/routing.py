@@ -250,7 +250,9 @@ class Router:
         if self.settings.reject_unknown:
             if target is not None and target in table.models:
                 return Plan(target, (), target)
-            known = ", ".join(table.models) or "(none)"
+            groups = [g for g, ms in self.settings.groups.items()
+                      if any(m in table.models for m in ms)]
+            known = ", ".join(dict.fromkeys((*groups, *table.models))) or "(none)"
             raise NotFound(f"model {model!r} does not exist; available models: {known}",
                            code="model_not_found")
         return Plan(model, table.ready, None)

@@ -153,9 +153,10 @@ def test_a_group_without_ready_members_is_503_naming_every_member_server(
 
 
 def test_a_group_no_provider_lists_is_an_unknown_model(k2_view: FakeView) -> None:
-    groups = {"GLM": ["GLM-4.5", "glm-4.5"]}
-    with pytest.raises(NotFound):
+    groups = {"GLM": ["GLM-4.5", "glm-4.5"], **K2}
+    with pytest.raises(NotFound) as exc:
         router(k2_view, groups=groups, reject_unknown=True).plan("GLM")
+    assert "available models: K2-Think, k2-think" in exc.value.message  # groups, then models
     plan = router(k2_view, groups=groups).plan("glm-4.5")  # default: anyone, own default model
     assert names(plan) == ["k2a", "k2b", "q"] and plan.upstream_model(plan.candidates[2]) == (
         "qwen-max")
