@@ -110,18 +110,9 @@ class OpenAI:
         self.gateway = gateway
 
     async def models(self, request: Request) -> Response:
-        """The union of the ready providers' models, each owned by the first that has it."""
+        """Every model once (a model group once, with its members), owned by a ready provider."""
         authorize(self.gateway.api_keys, headers_of(request.scope))
-        table = self.gateway.router.table()
-        data, seen = [], set()
-        for backend in table.ready:
-            for model in backend.models:
-                if model not in seen:
-                    seen.add(model)
-                    owners = [b.name for b in table.serving.get(model, ())]
-                    data.append({"id": model, "object": "model", "created": 0,
-                                 "owned_by": backend.name, "providers": owners})
-        return JSONResponse({"object": "list", "data": data})
+        return JSONResponse({"object": "list", "data": self.gateway.router.model_list()})
 
     async def test(self, request: Request) -> Response:
         """``POST /v1/test``: see :func:`one_shot_test`."""

@@ -259,6 +259,8 @@ class Proxy:
                 raise BadAnswer(f"the stream broke before any content: {exc}",
                                 timeout=exc.failure is FailureClass.TIMEOUT) from None
             if not piece:
+                if held.end():
+                    return held.data  # short, but it had content: the whole answer, checked
                 raise BadAnswer("the stream ended before any content")
             if held.feed(piece):
                 return held.data

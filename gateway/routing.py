@@ -10,6 +10,14 @@ providers that may answer and the model each must be asked for.
 * Otherwise, with ``unknown_model: default``, any ready provider takes it and is asked for its
   own default model (the first in its list); with ``reject`` it is a 404 listing the models.
 
+``gateway.model_groups`` names one model that providers call differently (``K2-Think:
+[k2-think, MBZUAI-IFM/K2-Think]``). A request for the group, for a member, or for an alias of
+either, goes to every ready provider that serves any member, and each is asked for the name it
+serves: the one asked for if it serves that, else the first member of the group it serves; so
+failover crosses providers that name the model differently. Strategies route a group by its
+group name (``gateway.routes`` is keyed by it), and ``/v1/models`` (:meth:`Router.model_list`)
+lists a group once. A group none of whose members any provider lists is an unknown model.
+
 Outlier ejection (:class:`OutlierPolicy`) reacts to each failure's class. ``unreachable``,
 ``timeout`` and ``upstream_error`` take a provider out of rotation after ``eject_after``
 consecutive failures, for ``eject_base`` seconds doubling (up to ``eject_max``) while it keeps
@@ -27,6 +35,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.errors import FailureClass, NoProviderReady, NotFound
 from gateway.stats import Failure, Outcome, ProviderStats, Stats
@@ -77,15 +86,22 @@ class Backend:
 class Plan:
     """The candidates for one model, and what to ask each for.
 
-    ``model`` is the name strategies route by (the alias target, if any); ``send`` the model
-    to put in the request, or None for each provider's own default model.
+    ``model`` is the name strategies route by (the alias target or the group, if any);
+    ``send`` the model to put in the request, or None for each provider's own default model;
+    ``sends`` overrides it per provider (a model group's member names).
     """
 
     model: str
     candidates: tuple[Backend, ...]
     send: str | None
+    sends: Mapping[str, str] = field(default_factory=dict)  # per provider name (model groups)
+    names: tuple[str, ...] = ()  # the model names it stands for, when more than ``model``
 
     def upstream_model(self, backend: Backend) -> str:
+        """The model to ask ``backend`` for."""
+        sent = self.sends.get(backend.name)
+        if sent is not None:
+            return sent
         return self.send if self.send is not None else (backend.default_model or self.model)
 
 
@@ -96,10 +112,25 @@ class RoutingSettings:
     aliases: Mapping[str, str] = field(default_factory=dict)
     routes: Mapping[str, Sequence[str]] = field(default_factory=dict)
     reject_unknown: bool = False
+    groups: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    group_of: Mapping[str, str] = field(init=False)  # a group's name and members → the group
+
+    def __post_init__(self) -> None:
+        group_of = {m: g for g, members in self.groups.items() for m in members}
+        group_of.update((g, g) for g in self.groups)
+        object.__setattr__(self, "group_of", group_of)
 
     @classmethod
     def of(cls, gw: GatewayConfig) -> RoutingSettings:
-        return cls(dict(gw.aliases), dict(gw.routes), gw.unknown_model == "reject")
+        return cls(dict(gw.aliases), dict(gw.routes), gw.unknown_model == "reject",
+                   dict(gw.model_groups))
+
+    def group(self, model: str) -> str | None:
+        """The group ``model`` (or the model its alias names) belongs to, if any."""
+        group = self.group_of.get(model)
+        if group is None and model in self.aliases:
+            group = self.group_of.get(self.aliases[model])
+        return group
 
 
 class RoutingTable:
@@ -194,17 +225,23 @@ class Router:
             plan = self._resolve(table, model)
             table.plans[model] = plan
         if not plan.candidates:
-            raise self._nobody(table, plan.model)
+            raise self._nobody(table, plan)
         return plan
 
     def any_ready(self) -> Plan:
         """Every ready provider, each asked for its own default model."""
         table = self.table()
         if not table.ready:
-            raise self._nobody(table, "")
+            raise self._nobody(table, Plan("", (), None))
         return Plan("", table.ready, None)
 
     def _resolve(self, table: RoutingTable, model: str) -> Plan:
+        group = self.settings.group(model)
+        if group is not None:
+            members = self.settings.groups[group]
+            if any(m in table.models for m in members):
+                asked = model if model in self.settings.group_of else self.settings.aliases[model]
+                return self._group_plan(table.ready, group, asked)
         if model in table.models:
             return Plan(model, table.serving.get(model, ()), model)
         target = self.settings.aliases.get(model)
@@ -213,15 +250,58 @@ class Router:
         if self.settings.reject_unknown:
             if target is not None and target in table.models:
                 return Plan(target, (), target)
-            known = ", ".join(table.models) or "(none)"
+            groups = [g for g, ms in self.settings.groups.items()
+                      if any(m in table.models for m in ms)]
+            known = ", ".join(dict.fromkeys((*groups, *table.models))) or "(none)"
             raise NotFound(f"model {model!r} does not exist; available models: {known}",
                            code="model_not_found")
         return Plan(model, table.ready, None)
 
-    def _nobody(self, table: RoutingTable, model: str) -> NoProviderReady:
+    def _group_plan(self, ready: Sequence[Backend], group: str, asked: str) -> Plan:
+        """Every one of ``ready`` serving a member of ``group``, asked for the name it serves."""
+        members = tuple(self.settings.groups[group])
+        sends: dict[str, str] = {}
+        for b in ready:
+            served = asked if asked in b.models else next(
+                (m for m in members if m in b.models), None)
+            if served is not None:
+                sends[b.name] = served
+        candidates = tuple(b for b in ready if b.name in sends)
+        return Plan(group, candidates, None, sends, members)
+
+    def model_list(self) -> list[dict[str, Any]]:
+        """``GET /v1/models``'s ``data``: each model ready providers serve, a group once.
+
+        ``owned_by`` is the first ready provider serving it, ``providers`` all of them; a
+        group's entry also lists the ``members`` those providers serve.
+        """
+        table = self.table()
+        data, seen = [], set()
+        for backend in table.ready:
+            for model in backend.models:
+                group = self.settings.group_of.get(model)
+                name = group or model
+                if name in seen:
+                    continue
+                seen.add(name)
+                if group is None:
+                    owners = [b.name for b in table.serving.get(model, ())]
+                    extra = {}
+                else:
+                    plan = self._group_plan(table.ready, group, group)
+                    owners = [b.name for b in plan.candidates]
+                    extra = {"members": list(dict.fromkeys(
+                        m for m in plan.names if m in table.serving))}
+                data.append({"id": name, "object": "model", "created": 0,
+                             "owned_by": backend.name, "providers": owners, **extra})
+        return data
+
+    def _nobody(self, table: RoutingTable, plan: Plan) -> NoProviderReady:
+        model = plan.model
         if not table.ready:
             return NoProviderReady(f"no provider is ready (0 of {len(table.backends)})")
-        owners = [b.name for b in table.backends if model in b.models]
+        names = plan.names or (model,)
+        owners = [b.name for b in table.backends if any(m in b.models for m in names)]
         return NoProviderReady(
             f"no ready provider serves model {model!r} (served by: {', '.join(owners)})")
 
@@ -239,6 +319,11 @@ class Router:
             return Plan(backend.default_model or "", (backend,), None)
         if model in backend.models or not backend.models:
             return Plan(model, (backend,), model)
+        group = self.settings.group(model)
+        if group is not None:
+            plan = self._group_plan((backend,), group, self.settings.aliases.get(model, model))
+            if plan.candidates:
+                return plan
         target = self.settings.aliases.get(model)
         if target is not None and target in backend.models:
             return Plan(target, (backend,), target)

@@ -16,15 +16,19 @@ with an ``error`` member, a 2xx HTML page, the site's error page as the assistan
   empty deltas, usage-only chunks and SSE comments are held. An ``error`` object or
   ``event: error``, ``finish_reason: "error"``, ``[DONE]``, a non-JSON event, or first
   content matching ``error_patterns`` before that point fail the attempt, and so does holding
-  more than ``hold_max_bytes``.
+  more than ``hold_max_bytes``. For a provider with ``error_patterns`` the first content
+  commits only once :data:`PATTERN_WINDOW` characters of text have come (or the stream
+  finishes, sends ``[DONE]`` or ends), because providers stream an error text in pieces like
+  any other (``🔄 `` then ``tokens…``) and a pattern must see its start whole.
 
 Every failure is a :class:`~gateway.errors.BadAnswer` carrying the provider's own message.
 
 ``error_patterns`` (per provider in providers.yaml): each entry is a substring, matched
 case-insensitively, or a regular expression written between slashes (``/^<!DOCTYPE/``),
 searched with Python's :func:`re.search` as written (add ``(?i)`` for case-insensitivity). Only
-the text of a non-streaming answer and the first content of a stream are checked, so anchor
-patterns to how an error page starts rather than to words a real answer could contain.
+the text of a non-streaming answer and the first :data:`PATTERN_WINDOW` characters of a
+stream's content are checked, so anchor patterns to how an error page starts rather than to
+words a real answer could contain.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ DETAIL_LIMIT = 300  # characters of a provider's message kept
 NORMAL_FINISH = frozenset(("stop", "length", "tool_calls", "content_filter", "function_call"))
 CONTENT_FIELDS = ("content", "reasoning_content", "tool_calls", "function_call", "refusal")
 _EVENT_SPLIT = re.compile(rb"\r?\n\r?\n")
+PATTERN_WINDOW = 64  # characters of a stream's first text held for error_patterns to judge
 
 
 @dataclass(frozen=True)
@@ -90,9 +95,13 @@ def provider_message(body: bytes) -> str:
 
 
 def error_text(err: Any) -> str:
-    """An ``error`` member as text: its ``message`` if it has one."""
-    if isinstance(err, dict) and err.get("message"):
-        err = err["message"]
+    """An ``error`` member as text: its ``message`` if it has one, found through nested
+    ``error``/``detail`` objects (k2think2api3 sends ``{"detail": {"error": {"message"}}}``)."""
+    while isinstance(err, dict):
+        inner = err.get("message") or err.get("error") or err.get("detail")
+        if not inner:
+            break
+        err = inner
     return _short(err if isinstance(err, str) else json.dumps(err, ensure_ascii=False))
 
 
@@ -160,6 +169,8 @@ class Held:
         self.max_bytes = max_bytes
         self.data = b""
         self._scanned = 0  # bytes of ``data`` already judged (whole events)
+        self._text = ""  # the content so far, held while error_patterns may still match
+        self._content = False  # content came, but not yet PATTERN_WINDOW characters of it
 
     def feed(self, piece: bytes) -> bool:
         data = self.data = self.data + piece if self.data else piece
@@ -171,9 +182,15 @@ class Held:
                 if event and self._judge(event):
                     return True
         if len(data) > self.max_bytes:
+            if self._content:
+                return True  # content came, and all of it passed error_patterns
             raise BadAnswer(f"held {len(data)} bytes with no content (over hold_max_bytes "
                             f"{self.max_bytes})")
         return False
+
+    def end(self) -> bool:
+        """The stream ended: True if what was held had content (send it all), else False."""
+        return self._content
 
     def _judge(self, event: bytes) -> bool:
         """True if ``event`` commits the stream, False to hold it; raises if it failed."""
@@ -183,6 +200,8 @@ class Held:
         if payload is None:
             return False  # comments, or fields without data
         if payload == "[DONE]":
+            if self._content:
+                return True
             raise BadAnswer("the stream ended ([DONE]) before any content")
         try:
             chunk = json.loads(payload)
@@ -206,9 +225,14 @@ class Held:
             delta = choice.get("delta")
             part = delta if isinstance(delta, dict) else {}
             if _has_content(part) or choice.get("text"):
-                _check_patterns(_text(part, choice), self.patterns)
-                return True
-            if finish in NORMAL_FINISH:
+                if self.patterns is NO_PATTERNS:
+                    return True
+                self._text += _text(part, choice)
+                _check_patterns(self._text, self.patterns)
+                self._content = True
+                if len(self._text) >= PATTERN_WINDOW or finish in NORMAL_FINISH:
+                    return True
+            elif finish in NORMAL_FINISH:
                 return True
         return False
 

@@ -222,6 +222,51 @@ def test_routes_must_name_known_providers(tmp_path: Path) -> None:
     )
 
 
+def test_model_groups_load_as_names_to_member_tuples(tmp_path: Path) -> None:
+    path = tmp_path / "providers.yaml"
+    path.write_text("gateway:\n  model_groups: {K2-Think: [k2-think, MBZUAI-IFM/K2-Think]}\n"
+                    + provider())
+    groups = load(path, environ={}).gateway.model_groups
+    assert groups == {"K2-Think": ("k2-think", "MBZUAI-IFM/K2-Think")}
+
+
+def test_model_group_problems_name_the_group_and_the_clash(tmp_path: Path) -> None:
+    text = ("gateway:\n"
+            "  aliases: {gpt-4: GLM-4.5, x: y}\n"
+            "  routes: {k2-think: [p1]}\n"
+            "  model_groups:\n"
+            "    K2-Think: [k2-think, MBZUAI-IFM/K2-Think]\n"
+            "    K2: [k2-think, x]\n"
+            "    Empty: []\n"
+            "    gpt-4: [GLM-4.5]\n"
+            "    m1: [m2]\n"
+            + provider(models=["m1"]))
+    problems = problems_of(text, tmp_path)
+    where = "providers.yaml: gateway: model_groups"
+    assert f"{where}: K2: member 'k2-think' is also in group 'K2-Think'" in problems
+    assert f"{where}: K2: member 'x' is also an alias (aliases: x)" in problems
+    assert f"{where}: Empty: must list at least one member model" in problems
+    assert (f"{where}: gpt-4: 'gpt-4' is also an alias (aliases: gpt-4); a name is either a "
+            "group or an alias") in problems
+    assert f"{where}: m1: 'm1' is also a model served by p1: list it as a member" in problems
+    assert ("providers.yaml: gateway: routes: k2-think: 'k2-think' is a member of model group "
+            "'K2-Think'; key the route by the group name") in problems
+    assert len(problems) == 6, problems
+
+
+def test_shipped_files_group_the_models_providers_name_differently() -> None:
+    real = load(ROOT / "providers.yaml", environ={})
+    demo = loads((ROOT / "supervisor" / "demo" / "demo.yaml").read_text(), Path.cwd() / "demo.yaml")
+    assert demo.gateway.model_groups == real.gateway.model_groups
+    groups = real.gateway.model_groups
+    assert {"k2-think", "MBZUAI-IFM/K2-Think"} <= set(groups["K2-Think"])
+    assert {"GLM-4.5", "glm-4.5"} <= set(groups["GLM-4.5"])
+    served = {m for p in real.providers for m in p.models}
+    for group, members in groups.items():
+        owners = {p.name for p in real.providers if set(members) & set(p.models)}
+        assert set(members) <= served and len(owners) >= 2, group
+
+
 def test_demo_config_describes_fourteen_echo_providers_with_the_real_names() -> None:
     demo = loads((ROOT / "supervisor" / "demo" / "demo.yaml").read_text(), Path.cwd() / "demo.yaml")
     real = load(ROOT / "providers.yaml", environ={})

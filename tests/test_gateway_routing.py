@@ -21,6 +21,7 @@ from gateway.errors import (
 )
 from gateway.routing import OutlierPolicy, Router, RoutingSettings
 from gateway.stats import Outcome, Stats
+from gateway.strategies import PickContext, make
 from supervisor.config import loads
 from supervisor.view import ProviderInfo, State
 
@@ -110,6 +111,87 @@ def test_learned_models_are_routed_after_the_configured_ones(view: FakeView) -> 
     r = router(view)
     r.learn_models("q", ["qwen-turbo"])
     assert names(r.plan("qwen-turbo")) == ["q"]
+
+
+K2 = {"K2-Think": ["MBZUAI-IFM/K2-Think", "k2-think", "k2think"]}
+
+
+@pytest.fixture
+def k2_view() -> FakeView:
+    return FakeView([info("k2a", 1, "k2-think", "k2think", "deepseek-r1"),
+                     info("k2b", 2, "MBZUAI-IFM/K2-Think", "MBZUAI-IFM/K2-Think-nothink"),
+                     info("q", 3, "qwen-max")])
+
+
+def test_a_group_request_goes_to_each_member_server_asked_by_its_own_name(
+        k2_view: FakeView) -> None:
+    r = router(k2_view, groups=K2)
+    for asked in ("K2-Think", "k2-think", "MBZUAI-IFM/K2-Think"):
+        plan = r.plan(asked)
+        assert names(plan) == ["k2a", "k2b"] and plan.model == "K2-Think"
+        sent = {b.name: plan.upstream_model(b) for b in plan.candidates}
+        assert sent["k2b"] == "MBZUAI-IFM/K2-Think"
+        assert sent["k2a"] == "k2-think"  # the first member it serves, in the group's order
+    plan = r.plan("k2think")  # a member a provider serves is sent as asked, to that provider
+    assert {b.name: plan.upstream_model(b) for b in plan.candidates} == {
+        "k2a": "k2think", "k2b": "MBZUAI-IFM/K2-Think"}
+
+
+def test_an_alias_of_a_group_member_routes_to_the_whole_group(k2_view: FakeView) -> None:
+    plan = router(k2_view, groups=K2, aliases={"k2": "k2think"}).plan("k2")
+    assert names(plan) == ["k2a", "k2b"]
+    assert [plan.upstream_model(b) for b in plan.candidates] == ["k2think", "MBZUAI-IFM/K2-Think"]
+
+
+def test_a_group_without_ready_members_is_503_naming_every_member_server(
+        k2_view: FakeView) -> None:
+    k2_view.set("k2a", State.UNHEALTHY)
+    k2_view.set("k2b", State.BACKOFF)
+    with pytest.raises(NoProviderReady) as exc:
+        router(k2_view, groups=K2).plan("K2-Think")
+    assert "served by: k2a, k2b" in exc.value.message
+
+
+def test_a_group_no_provider_lists_is_an_unknown_model(k2_view: FakeView) -> None:
+    groups = {"GLM": ["GLM-4.5", "glm-4.5"], **K2}
+    with pytest.raises(NotFound) as exc:
+        router(k2_view, groups=groups, reject_unknown=True).plan("GLM")
+    assert "available models: K2-Think, k2-think" in exc.value.message  # groups, then models
+    plan = router(k2_view, groups=groups).plan("glm-4.5")  # default: anyone, own default model
+    assert names(plan) == ["k2a", "k2b", "q"] and plan.upstream_model(plan.candidates[2]) == (
+        "qwen-max")
+
+
+def test_pinning_a_group_asks_the_pinned_provider_for_the_member_it_serves(
+        k2_view: FakeView) -> None:
+    r = router(k2_view, groups=K2, reject_unknown=True)
+    plan = r.pinned("k2b", "k2-think")
+    assert names(plan) == ["k2b"] and plan.upstream_model(plan.candidates[0]) == (
+        "MBZUAI-IFM/K2-Think")
+    assert r.pinned("k2a", "K2-Think").upstream_model(r.table().by_name["k2a"]) == "k2-think"
+    with pytest.raises(NotFound):
+        r.pinned("q", "K2-Think")
+
+
+def test_model_list_shows_a_group_once_with_its_members_and_providers(
+        k2_view: FakeView) -> None:
+    data = router(k2_view, groups=K2).model_list()
+    assert [m["id"] for m in data] == ["K2-Think", "deepseek-r1", "MBZUAI-IFM/K2-Think-nothink",
+                                       "qwen-max"]
+    group = data[0]
+    assert group["owned_by"] == "k2a" and group["providers"] == ["k2a", "k2b"]
+    assert group["members"] == ["MBZUAI-IFM/K2-Think", "k2-think", "k2think"]
+    assert "members" not in data[1] and data[1]["providers"] == ["k2a"]
+    k2_view.set("k2b", State.UNHEALTHY)
+    group = router(k2_view, groups=K2).model_list()[0]
+    assert group["providers"] == ["k2a"] and group["members"] == ["k2-think", "k2think"]
+
+
+def test_model_specific_routes_a_group_by_its_group_name(k2_view: FakeView) -> None:
+    r = router(k2_view, groups=K2, routes={"K2-Think": ["k2b", "k2a"]})
+    plan = r.plan("k2-think")
+    ctx = PickContext(plan.model, 0.0, r.settings.routes)
+    assert make("model_specific").pick(plan.candidates, ctx).name == "k2b"
 
 
 def test_outlier_ejection_grows_while_failing_and_resets_on_success() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.errors import BadAnswer, FailureClass
 from gateway.stats import Failure, Outcome, Serving, Stats
-from gateway.truth import NO_PATTERNS, ErrorPatterns, Held, check_answer
+from gateway.truth import NO_PATTERNS, ErrorPatterns, Held, check_answer, provider_message
 
 
 def sse(*chunks: dict[str, object] | str) -> bytes:
@@ -72,6 +72,38 @@ def test_error_patterns_are_substrings_or_slashed_regexes() -> None:
     assert patterns.match("a page that says <!DOCTYPE later") is None
     with pytest.raises(BadAnswer, match="error pattern"):
         Held(patterns, 1 << 20).feed(sse(delta({"content": "<!DOCTYPE html><p>502"})))
+
+
+def test_error_patterns_see_an_error_text_streamed_in_pieces() -> None:
+    patterns = ErrorPatterns.of(["tokens强制刷新已启动"])
+    held = Held(patterns, 1 << 20)
+    assert not held.feed(sse(delta({"role": "assistant", "content": ""}), delta({"content": "🔄 "})))
+    with pytest.raises(BadAnswer, match="error pattern 'tokens强制刷新已启动'"):
+        held.feed(sse(delta({"content": "tokens强制刷新已启动，"}), delta({"content": "请稍后再试"})))
+
+
+@pytest.mark.parametrize("ending", ["window", "finish", "[DONE]", "end", "hold_max_bytes"])
+def test_with_error_patterns_a_stream_commits_after_its_opening_text(ending: str) -> None:
+    held = Held(ErrorPatterns.of(["/^<!DOCTYPE/"]), 1 << 20 if ending != "hold_max_bytes" else 200)
+    assert not held.feed(sse(delta({"content": "a real "}), delta({"content": "answer"})))
+    if ending == "window":
+        assert held.feed(sse(delta({"content": "x" * 64})))
+    elif ending == "finish":
+        assert held.feed(sse(delta({"content": "."}, "stop")))
+    elif ending == "[DONE]":
+        assert held.feed(sse("[DONE]"))
+    elif ending == "end":
+        assert held.end()
+    else:
+        assert held.feed(sse(delta({"role": "assistant"})) * 3)
+    assert Held(ErrorPatterns.of(["x"]), 1 << 20).end() is False  # nothing held: no answer
+
+
+def test_a_providers_message_is_found_inside_nested_error_objects() -> None:
+    nested = {"detail": {"error": {"message": "非流式请求失败: boom", "type": "api_error"}}}
+    assert provider_message(json.dumps(nested).encode()) == "非流式请求失败: boom"
+    assert provider_message(b'{"detail": "plain"}') == "plain"
+    assert provider_message(b'{"error": {"code": 7}}') == '{"code": 7}'
 
 
 def test_a_plain_answer_with_content_or_tool_calls_is_an_answer() -> None:

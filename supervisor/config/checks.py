@@ -92,6 +92,7 @@ def check_gateway(
         for name in prefs:
             if name not in names:
                 problems.append(f"{where}: routes: {model}: unknown provider {name!r}")
+    check_model_groups(gw, providers, where, problems)
     for p in providers:
         if p.get("port") == port:
             problems.append(f"{where}: port: {port} is also the port of provider {p.get('name')!r}")
@@ -107,3 +108,38 @@ def _check_answer_limits(gw: dict[str, Any], where: str, problems: list[str]) ->
     if gw.get("max_response_bytes", 1) < 1:
         problems.append(f"{where}: max_response_bytes: must be at least 1, "
                         f"got {gw['max_response_bytes']}")
+
+
+def check_model_groups(
+    gw: dict[str, Any], providers: list[dict[str, Any]], where: str, problems: list[str]
+) -> None:
+    """``model_groups``: each name means one thing (a group, a member, or an alias)."""
+    groups: dict[str, tuple[str, ...]] = gw.get("model_groups", {})
+    aliases: dict[str, str] = gw.get("aliases", {})
+    member_of: dict[str, str] = {}
+    for group, members in groups.items():
+        at = f"{where}: model_groups: {group}"
+        if not members:
+            problems.append(f"{at}: must list at least one member model")
+        if group in aliases:
+            problems.append(f"{at}: {group!r} is also an alias (aliases: {group}); "
+                            "a name is either a group or an alias")
+        for member in members:
+            if member in member_of and member_of[member] != group:
+                problems.append(f"{at}: member {member!r} is also in group {member_of[member]!r}")
+            member_of.setdefault(member, group)
+            if member in aliases:
+                problems.append(f"{at}: member {member!r} is also an alias (aliases: {member})")
+        owners = [p.get("name") for p in providers
+                  if group in p.get("models", ()) and group not in members]
+        if owners:
+            problems.append(f"{at}: {group!r} is also a model served by "
+                            f"{', '.join(map(str, owners))}: list it as a member")
+    for group in groups:
+        if member_of.get(group, group) != group:
+            problems.append(f"{where}: model_groups: {group}: {group!r} is also a member of "
+                            f"group {member_of[group]!r}")
+    for model in gw.get("routes", {}):
+        if member_of.get(model, model) != model and model not in groups:
+            problems.append(f"{where}: routes: {model}: {model!r} is a member of model group "
+                            f"{member_of[model]!r}; key the route by the group name")

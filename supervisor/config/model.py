@@ -66,6 +66,9 @@ class GatewayConfig:
     unknown_model: str = "default"
     aliases: Mapping[str, str] = field(default_factory=dict)
     routes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # one model, several names: a request for the group or any member may go to any ready
+    # provider serving any member, asked by the member name it serves
+    model_groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     eject_after: int = 3
     eject_base: float = 5.0
     eject_max: float = 120.0
