@@ -61,8 +61,12 @@ async def run(
     only: Sequence[str] | None = None,
     watch: bool = True,
     progress: Callable[[str, str], None] | None = None,
+    on_start: Callable[[Supervisor], None] | None = None,
 ) -> None:
-    """Serve until SIGINT or SIGTERM, then stop everything that was started."""
+    """Serve until SIGINT or SIGTERM, then stop everything that was started.
+
+    ``on_start(sup)`` is called just before the providers launch (the CLI's progress board).
+    """
     preflight(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -79,6 +83,8 @@ async def run(
         url = f"http://{gw.host}:{gw.port}"
         instance.write(config.state_dir, url, config.path)
         log.info("gateway on %s/v1, dashboard on %s/ (Ctrl-C stops everything)", url, url)
+        if on_start is not None:
+            on_start(sup)
         await sup.up()
         if watch:
             watcher = asyncio.create_task(_watch(config.path, sup, app), name="config-watch")
