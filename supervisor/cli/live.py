@@ -25,7 +25,7 @@ import os
 import sys
 import time
 from collections.abc import Coroutine, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TextIO, TypeVar
 
 import click
@@ -60,12 +60,12 @@ def field_of(row: object, name: str) -> Any:
 class _Track:
     """What the board remembers of one provider between redraws."""
 
+    started: float
+    ended: float | None = None
     step: str = ""
     detail: str = ""  # the last output line of the current step
     last: str = ""  # the last progress line, so a repeat is not printed again
     active: bool = False  # seen working, so a settled state means it is done
-    started: float = field(default_factory=time.monotonic)
-    ended: float | None = None
 
 
 class Board:
@@ -86,6 +86,7 @@ class Board:
         self._t0 = time.monotonic()
         self._tracks: dict[str, _Track] = {}
         self._shown: set[str] = set()
+        self._over = False  # summed up: from now on, progress lines are plain lines
         self._task: asyncio.Task[None] | None = None
 
     # -- input -------------------------------------------------------------------------------
@@ -102,7 +103,7 @@ class Board:
             track.detail = text.strip()
         else:
             track.step, track.detail = step, ""
-        if not self.live:
+        if not self.live or self._over:
             click.echo(f"  [{name}] {text}", err=True)
 
     def attach(self, view: ProviderView) -> None:
@@ -136,11 +137,13 @@ class Board:
                     live.update(self._table(rows), refresh=True)
                 if until_done is not None:
                     finished = until_done.done()
-                else:
+                else:  # a run: until all are done, or for at most max_wait
                     finished = bool(rows) and self._all_done(rows)
-                if finished or time.monotonic() - self._t0 > self.max_wait:
+                    finished |= time.monotonic() - self._t0 > self.max_wait
+                if finished:
                     break
                 await asyncio.sleep(_TICK)
+        self._over = True
         self._say(summary(((self._label(r), field_of(r, "last_error")) for r in rows),
                           time.monotonic() - self._t0))
         if any(field_of(r, "state") != "stopped" for r in rows):  # not after Ctrl-C
