@@ -67,14 +67,20 @@ async def run(
     only: Sequence[str] | None = None,
     watch: bool = True,
     progress: Callable[[str, str], None] | None = None,
+    on_start: Callable[[Supervisor], None] | None = None,
 ) -> None:
-    """Serve until SIGINT or SIGTERM, then stop everything that was started."""
+    """Serve until SIGINT or SIGTERM, then stop everything that was started.
+
+    ``on_start(sup)`` is called just before the providers launch (the CLI's progress board).
+    """
     preflight(config)
     sup = Supervisor(config, only=only, progress=progress)
     async with _serving(config, sup) as (app, url, stop):
         log.info("gateway on %s/v1, dashboard on %s/ (Ctrl-C stops everything)", url, url)
         watcher: asyncio.Task[None] | None = None
         try:
+            if on_start is not None:
+                on_start(sup)
             await sup.up()
             if watch:
                 watcher = asyncio.create_task(_watch(config.path, sup, app), name="config-watch")

@@ -3,6 +3,8 @@
     commands.py  the click commands: parse flags, build the config, call one function, map
                  errors to exit codes
     output.py    status tables and other human-readable output
+    live.py      progress on a terminal: one live line per provider, then a summary (rich)
+    progress.py  the words of that view: a progress line's step, the summary line
     client.py    the HTTP client of a running instance's control routes
     instance.py  the record of the running instance (pid, URL) in the state folder
     checks.py    ``unigw check``: toolchains, ports, secrets

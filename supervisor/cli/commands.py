@@ -116,16 +116,33 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _progress(name: str, line: str) -> None:
-    click.echo(f"  [{name}] {line}", err=True)
+plain_option = click.option(
+    "--plain",
+    is_flag=True,
+    help="Progress as plain lines, no live view (also when stderr is not a terminal, or "
+    "NO_COLOR or CI is set).",
+)
 
 
-def _serve(config: Config, only: list[str] | None, watch: bool, verbose: bool) -> None:
+def _gateway_url(config: Config) -> str:
+    """Where the gateway answers: its host, or 127.0.0.1 when it listens on every address."""
+    gw = config.gateway
+    return f"http://{'127.0.0.1' if gw.host in ('0.0.0.0', '::') else gw.host}:{gw.port}"
+
+
+def _serve(
+    config: Config, only: list[str] | None, watch: bool, verbose: bool, plain: bool
+) -> None:
+    from supervisor.cli import live
     from supervisor.run import RunError, run, run_loop
 
     _setup_logging(verbose)
+    url = _gateway_url(config)
+    board = live.Board(live=live.live_wanted(plain),
+                       urls=[f"gateway   {url}/v1", f"dashboard {url}/"])
     try:
-        run_loop(run(config, only=only, watch=watch, progress=_progress))
+        run_loop(run(config, only=only, watch=watch, progress=board.progress,
+                     on_start=board.attach))
     except RunError as exc:
         _fail(str(exc))
 
@@ -142,8 +159,7 @@ def _detach(argv: list[str], config: Config, timeout: float = 120.0) -> None:
             stderr=out,
             start_new_session=True,
         )
-    gw = config.gateway
-    url = f"http://{'127.0.0.1' if gw.host in ('0.0.0.0', '::') else gw.host}:{gw.port}/health"
+    url = f"{_gateway_url(config)}/health"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if child.poll() is not None:
@@ -172,7 +188,8 @@ def _detach(argv: list[str], config: Config, timeout: float = 120.0) -> None:
 )
 @click.option("--only", help="Comma-separated provider names to run (the others stay stopped).")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def up(config_path: str, detach: bool, only: str | None, verbose: bool) -> None:
+@plain_option
+def up(config_path: str, detach: bool, only: str | None, verbose: bool, plain: bool) -> None:
     """Clone what is missing, install, start the providers and the gateway.
 
     Runs in the foreground until Ctrl-C, which stops every provider and every process they
@@ -189,7 +206,7 @@ def up(config_path: str, detach: bool, only: str | None, verbose: bool) -> None:
         argv = ["up", "--config", str(config.path)] + (["--only", only] if only else [])
         _detach(argv, config)
     else:
-        _serve(config, names, watch=True, verbose=verbose)
+        _serve(config, names, watch=True, verbose=verbose, plain=plain)
 
 
 @cli.command()
@@ -204,7 +221,8 @@ def up(config_path: str, detach: bool, only: str | None, verbose: bool) -> None:
     "-d", "--detach", is_flag=True, help="Run in the background; return once the gateway answers."
 )
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def demo(config_path: str | None, detach: bool, verbose: bool) -> None:
+@plain_option
+def demo(config_path: str | None, detach: bool, verbose: bool, plain: bool) -> None:
     """The whole system offline: unigw's own echo providers on 8000-8013 stand in for the
     fourteen real ones (same names, ports and models), behind the gateway on 7999.
 
@@ -222,7 +240,7 @@ def demo(config_path: str | None, detach: bool, verbose: bool) -> None:
     if detach:
         _detach(["demo"], config)
     else:
-        _serve(config, None, watch=False, verbose=verbose)
+        _serve(config, None, watch=False, verbose=verbose, plain=plain)
 
 
 @cli.command()
@@ -306,7 +324,13 @@ def status(config_path: str, as_json: bool) -> None:
         rows = [output.StatusRow.from_json(r) for r in data["providers"]]
     except (KeyError, TypeError, ValueError) as exc:
         _fail(f"the gateway's GET /providers is not what this unigw reads ({exc!r})")
-    click.echo(output.status_table(rows, colour=output.use_colour()))
+    if output.use_colour():
+        from supervisor.cli import live
+
+        live.print_status(output.STATUS_COLUMNS, [output.status_cells(r) for r in rows],
+                          state_col=2)
+    else:
+        click.echo(output.status_table(rows))
     for r in rows:
         for w in r.status.warnings:
             click.echo(f"warning: {r.status.name}: {w}", err=True)
@@ -374,8 +398,10 @@ def logs(config_path: str, name: str, lines: int, follow: bool) -> None:
 @cli.command()
 @config_option
 @click.argument("names", nargs=-1)
-def install(config_path: str, names: tuple[str, ...]) -> None:
+@plain_option
+def install(config_path: str, names: tuple[str, ...], plain: bool) -> None:
     """Clone and install providers (all enabled ones, or the NAMEs given) without starting them."""
+    from supervisor.cli import live
     from supervisor.lifecycle.manager import Supervisor
 
     config = _load(config_path)
@@ -383,8 +409,10 @@ def install(config_path: str, names: tuple[str, ...]) -> None:
     if unknown:
         _fail(f"unknown provider(s) {', '.join(unknown)} in {config_path}", ExitCode.USAGE)
     _setup_logging(False)
-    sup = Supervisor(config, progress=_progress)
-    results = asyncio.run(sup.install_only(list(names) or None))
+    board = live.Board(live=live.live_wanted(plain), labels={"stopped": "installed"})
+    sup = Supervisor(config, progress=board.progress)
+    chosen = list(names) or [p.name for p in config.providers if p.enabled]
+    results = asyncio.run(board.during(sup, chosen, sup.install_only(chosen)))
     failed = {name: err for name, err in results.items() if err is not None}
     for name, err in results.items():
         missing = config.provider(name).missing_secrets  # type: ignore[union-attr]

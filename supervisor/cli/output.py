@@ -27,7 +27,7 @@ STATUS_COLUMNS = (
     "ERRORS",
     "LAST_ERROR",
 )
-_STATE_COLOURS = {
+STATE_COLOURS = {
     State.READY: "green",
     State.STARTING: "yellow",
     State.INSTALLING: "yellow",
@@ -101,7 +101,7 @@ def status_cells(row: StatusRow, last_error_width: int = 60) -> list[str]:
 
 def status_table(rows: Sequence[StatusRow], colour: bool = False) -> str:
     """The table of ``unigw status``, its STATE column coloured on request."""
-    paint = [_STATE_COLOURS.get(r.status.state) if colour else None for r in rows]
+    paint = [STATE_COLOURS.get(r.status.state) if colour else None for r in rows]
     return table(STATUS_COLUMNS, [status_cells(r) for r in rows], paint, 2)
 
 
