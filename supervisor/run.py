@@ -148,10 +148,13 @@ async def _until_started(server: uvicorn.Server, serving: asyncio.Task[None]) ->
 
 
 async def _watch(path: Path, sup: Supervisor, app: object) -> None:
-    """Apply every valid edit of providers.yaml; log an invalid one and keep the running config."""
+    """Apply every valid edit of providers.yaml, or of the ``.env`` beside it (``unigw secret
+    set``: a provider waiting for a secret starts); log an invalid one and keep the running
+    config."""
     from watchfiles import awatch
 
-    async for _ in awatch(path.parent, watch_filter=lambda _c, p: Path(p) == path):
+    watched = {path, path.parent / ".env"}
+    async for _ in awatch(path.parent, watch_filter=lambda _c, p: Path(p) in watched):
         try:
             new = load(path)
         except ConfigError as exc:

@@ -23,7 +23,6 @@ DESIGN = Path(__file__).resolve().parents[2] / "shared" / "DESIGN.md"
 PENDING = {
     "test": "issue 11",
     "requests": "issue 14",
-    "secret": "issue 14",
     "export": "issue 15",
 }
 

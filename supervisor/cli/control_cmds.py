@@ -1,0 +1,115 @@
+"""``unigw status``, ``start/stop/restart NAME``, ``logs NAME`` and ``strategy``: look at and
+control the running instance through its gateway's control routes."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from supervisor.cli import output
+from supervisor.cli.app import ExitCode, call, cli, config_option, control_config, fail
+from supervisor.view import State
+
+
+@cli.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print GET /providers as one JSON object.")
+def status(config_path: str, as_json: bool) -> None:
+    """One row per provider: NAME PORT STATE PID UPTIME RESTARTS HEALTH REQS ERRORS LAST_ERROR."""
+    data = call(config_path, lambda c: c.get("/providers"))
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    try:
+        rows = [output.StatusRow.from_json(r) for r in data["providers"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        fail(f"the gateway's GET /providers is not what this unigw reads ({exc!r})")
+    if output.use_colour():
+        from supervisor.cli import live
+
+        live.print_status(output.STATUS_COLUMNS, [output.status_cells(r) for r in rows],
+                          state_col=2)
+    else:
+        click.echo(output.status_table(rows))
+    for r in rows:
+        for w in r.status.warnings:
+            click.echo(f"warning: {r.status.name}: {w}", err=True)
+
+
+def _control(action: str, name: str, config_path: str) -> None:
+    answer = call(config_path, lambda c: c.post(f"/providers/{name}/{action}"), timeout=300.0)
+    try:
+        row = output.StatusRow.from_json(answer).status
+    except (KeyError, TypeError, ValueError) as exc:
+        fail(f"the gateway's answer is not what this unigw reads ({exc!r})")
+    line = f"{name}: {row.state.value}" + (f" (pid {row.pid})" if row.pid else "")
+    if row.state is State.FAILED or (action != "stop" and row.state is not State.READY):
+        fail(f"{line}: {row.last_error or 'see unigw logs ' + name}")
+    click.echo(line)
+
+
+#: ``unigw start/stop/restart NAME``: one command each, made by one factory.
+PROVIDER_ACTIONS = {
+    "start": "Start one provider of the running instance; return once it is ready (or failed).",
+    "stop": "Stop one provider of the running instance (its whole process tree).",
+    "restart": "Restart one provider; a failed one has its crash history cleared and is "
+    "tried again.",
+}
+
+
+def _provider_command(action: str, help_text: str) -> click.Command:
+    """The click command that POSTs ``/providers/NAME/<action>`` to the running instance."""
+
+    @click.command(action, help=help_text)
+    @config_option
+    @click.argument("name")
+    def command(config_path: str, name: str) -> None:
+        _control(action, name, config_path)
+
+    return command
+
+
+for _action, _help in PROVIDER_ACTIONS.items():
+    cli.add_command(_provider_command(_action, _help))
+
+
+@cli.command()
+@config_option
+@click.argument("name")
+@click.option("-n", "lines", default=50, show_default=True, help="How many of the last lines.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
+def logs(config_path: str, name: str, lines: int, follow: bool) -> None:
+    """A provider's captured output (clone, install and run), from .unigw/logs/NAME.log."""
+    from supervisor.proc import logs as logfiles
+
+    config = control_config(config_path)
+    if config.provider(name) is None:
+        fail(f"unknown provider {name!r} in {config.path.name}")
+    path = logfiles.log_path(config.state_dir, name)
+    if not path.exists():
+        fail(f"no log yet for {name} ({path})")
+    for line in logfiles.tail(path, lines):
+        click.echo(line)
+    if follow:
+        try:
+            for line in logfiles.follow(path):
+                click.echo(line)
+        except KeyboardInterrupt:
+            pass
+
+
+@cli.command()
+@config_option
+@click.argument("name", required=False)
+def strategy(config_path: str, name: str | None) -> None:
+    """Show the load-balancing strategy, or switch the running gateway to NAME."""
+    shown = call(config_path, lambda c: c.get("/config"))
+    known = shown["strategies"]  # the gateway's registry; this command copies no names
+    if name is not None:
+        if name not in known:
+            fail(f"unknown strategy {name!r} (known: {', '.join(known)})", ExitCode.USAGE)
+        shown = call(config_path, lambda c: c.put("/config", json={"strategy": name}))
+    current = shown["gateway"]["strategy"]
+    for s in known:
+        click.echo(f"{'*' if s == current else ' '} {s}")
