@@ -27,6 +27,7 @@ from gateway.errors import BadRequest, Forbidden, NotFound
 from gateway.rows import ProviderRow
 from gateway.strategies import STRATEGIES
 from supervisor.config import is_loopback
+from supervisor.config.secrets import SecretError, store
 from supervisor.view import State
 
 if TYPE_CHECKING:
@@ -159,6 +160,30 @@ class Control:
             await asyncio.gather(*(_act(self.gateway, name, action) for name in names))
             return await self.providers(request)
         return act_all
+
+    async def store_secret(self, request: Request) -> Response:
+        """``POST /providers/{name}/secret`` ``{"name", "value"}``: the dashboard's field for a
+        missing secret. Stored like ``unigw secret set`` (``.env``, 0600); a running ``unigw
+        up`` sees ``.env`` change and starts the providers that waited. The value is never
+        answered, logged or kept anywhere else."""
+        provider = self.gateway.config.provider(request.path_params["name"])
+        if provider is None:
+            raise NotFound(f"unknown provider {request.path_params['name']!r}",
+                           code="provider_not_found")
+        raw = await read_body(headers_of(request.scope), request.receive, 1024 * 1024)
+        body = parse_object(raw)
+        name, value = body.get("name"), body.get("value")
+        if not isinstance(name, str) or name not in provider.secret_names:
+            raise BadRequest(f"'name' must be one of the secrets {provider.name} references: "
+                             f"{', '.join(provider.secret_names) or 'none'}")
+        if not isinstance(value, str) or not value.strip():
+            raise BadRequest("'value' must be a non-empty string")
+        config = self.gateway.config
+        try:
+            store(config.dotenv_path, name, value, config.secrets_dir)
+        except SecretError as exc:
+            raise BadRequest(str(exc)) from None
+        return JSONResponse({"stored": name, "needed_by": config.needing(name)})
 
     async def get_config(self, request: Request) -> Response:
         return JSONResponse(self.gateway.runtime_config())

@@ -72,6 +72,7 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
         Route("/providers/stop-all", guarded(control.act_all("stop")), methods=POST),
         Route("/providers/{name:provider}", control.provider, methods=GET),  # not *-all
         Route("/providers/{name}/logs", control.logs, methods=GET),
+        Route("/providers/{name}/secret", guarded(control.store_secret), methods=POST),
         *(Route(f"/providers/{{name}}/{action}", guarded(control.act(action)), methods=POST)
           for action in ACTIONS),
         Route("/config", control.get_config, methods=GET),

@@ -118,3 +118,23 @@ def test_secret_set_refuses_a_name_no_provider_uses(tmp_path: Path) -> None:
     assert "no provider in providers.yaml references ${LOKCED_TOKEN}" in out.stderr
     assert "LOCKED_TOKEN" in out.stderr  # the names it does use, to spot the typo
     assert not (tmp_path / ".env").exists()
+
+
+def test_the_dashboards_secret_route_stores_it_and_starts_the_provider(
+        running: tuple[Path, int]) -> None:
+    path, port = running
+    base = f"http://127.0.0.1:{port}"
+    wait(lambda: rows(port)["locked"]["state"] == "failed", 30, "locked failed: missing secret")
+    body = {"name": "LOCKED_TOKEN", "value": VALUE}
+    refused = httpx.post(f"{base}/providers/locked/secret", json=body, timeout=5)
+    assert refused.status_code == 403  # a control route: a cross-site form cannot store one
+    wrong = httpx.post(f"{base}/providers/open/secret", json=body, timeout=5,
+                       headers={"X-Unigw-Client": "test"})
+    assert wrong.status_code == 400 and "references: none" in wrong.json()["error"]["message"]
+    stored = httpx.post(f"{base}/providers/locked/secret", json=body, timeout=5,
+                        headers={"X-Unigw-Client": "test"})
+    assert stored.status_code == 200, stored.text
+    assert stored.json() == {"stored": "LOCKED_TOKEN", "needed_by": ["locked"]}
+    assert VALUE not in stored.text
+    assert stat.S_IMODE((path.parent / ".env").stat().st_mode) == 0o600
+    wait(lambda: rows(port)["locked"]["state"] == "ready", 30, "locked started with its secret")
