@@ -32,6 +32,7 @@ import weakref
 from collections.abc import Callable
 from pathlib import Path
 
+from supervisor.proc.env import ordinary_env
 from supervisor.proc.process import stop_tree
 
 PARTIAL = ".partial-"
@@ -217,7 +218,9 @@ async def _run(
     argv: list[str], recipe: Recipe, spec: str, log: Callable[[str], None], timeout: float
 ) -> None:
     """Run an installer, passing its output to ``log`` line by line; kill it on timeout/cancel."""
-    env = dict(os.environ, PIP_ROOT_USER_ACTION="ignore", npm_config_update_notifier="false")
+    # pip and npm see only the ordinary environment and the registries' settings (no secret)
+    env = {**ordinary_env(registries=True), "PIP_ROOT_USER_ACTION": "ignore",
+           "npm_config_update_notifier": "false"}
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.DEVNULL,
