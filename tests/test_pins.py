@@ -123,8 +123,10 @@ def test_the_pinned_commit_holds_the_cwd_and_every_file_start_and_install_name(
         assert _at(provider, path) in files, f"{name}: {_at(provider, path)} is not at the pin"
     if provider.runtime == "go":  # go build compiles the package in cwd
         assert any(Path(f).parent == Path(provider.cwd) and f.endswith(".go") for f in files)
-    if provider.runtime == "node" and any("tsup" in step for step in provider.install or ()):
-        assert any(f.startswith("tsup.config.") for f in files), "npx tsup needs its config"
+    for bundler in ("tsup", "tsdown"):
+        if provider.runtime == "node" and any(bundler in step for step in provider.install or ()):
+            assert any(f.startswith(f"{bundler}.config.") for f in files), (
+                f"npx {bundler} needs its config")
 
 
 @pytest.mark.parametrize("name", [n for n in PRESENT if PROVIDERS[n].runtime == "python"])
