@@ -34,6 +34,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.connection import Deadline
 from gateway.errors import (
     CLIENT_ERROR_STATUSES,
     AttemptFailed,
@@ -59,7 +60,7 @@ from gateway.truth import (
     event_end,
     provider_message,
 )
-from gateway.upstream import Deadline, Upstream, UpstreamResponse
+from gateway.upstream import Upstream, UpstreamResponse
 
 CHAT_PATH = "/v1/chat/completions"
 WHOLE_TYPES = (b"application/json", b"text/html")  # a stream request answered with these: whole

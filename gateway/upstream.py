@@ -16,8 +16,9 @@ connection closed or reset at any point. A whole (non-streaming) body is refused
 ``max_response_bytes`` and must end within ``total_timeout`` of the request (``read_timeout``
 alone restarts at every byte, so a drip of one byte a second would hold the call for ever);
 a stream's reader passes its own :class:`Deadline` to ``next_piece``. Measured on a 300-byte
-chat answer, these checks cost about 3 us of CPU per answer, and ``read(expect_json=True)``
-(a 2xx body must be UTF-8 JSON, which the proxy asks for) 4 us more.
+chat answer, these checks cost about 3 us of CPU per answer. The connection itself, the
+``asyncio.Protocol`` that feeds httptools and enforces the head limit, is
+:class:`gateway.connection.Connection`.
 
 A reused keep-alive connection the provider closed while it sat idle is retried once on a fresh
 connection (nothing came back, so it is no failure of the provider); every other failure is
@@ -29,14 +30,12 @@ which is also how the provider learns that the client went away.
 from __future__ import annotations
 
 import asyncio
-import json
 import ssl as ssl_module
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import httptools
-
+from gateway.connection import Connection, Deadline
 from gateway.errors import (
     AttemptFailed,
     ConnectFailed,
@@ -44,28 +43,6 @@ from gateway.errors import (
     MalformedAnswer,
     StreamBroken,
 )
-
-HIGH_WATER = 256 * 1024  # pause reading a provider once this much is buffered unread
-# An answer's status line and headers; real providers send well under 2 KiB. Past this it is a
-# failed attempt, before the parser has buffered more (httptools keeps a header whole).
-MAX_HEAD_BYTES = 64 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Deadline:
-    """A moment (``time.monotonic()``) by which a reader must be done, and how to say it wasn't."""
-
-    at: float
-    seconds: float
-    what: str
-
-    @classmethod
-    def after(cls, seconds: float, what: str = "answer not complete") -> Deadline:
-        return cls(time.monotonic() + seconds, seconds, what)
-
-    def missed(self) -> StreamBroken:
-        """The error of a reader that was not done in time (a 504)."""
-        return StreamBroken(f"{self.what} within {self.seconds:g}s", timeout=True)
 
 
 @dataclass(frozen=True)
@@ -92,170 +69,11 @@ class Origin:
         return ("\r\n".join(lines) + "\r\nContent-Length: ").encode("latin-1")
 
 
-class _Conn(asyncio.Protocol):
-    """One connection to a provider and the response being read on it."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.closed = False
-        self._reset()
-
-    def _reset(self) -> None:
-        self.status = 0
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.pieces: list[bytes] = []
-        self.buffered = 0
-        self.head_bytes = 0  # received while the head is incomplete
-        self.head_size = 0  # of the parsed status line and headers
-        self.body_bytes = 0
-        self.got_bytes = self.headers_done = self.complete = self.paused = False
-        self.keep_alive = False
-        self.error: AttemptFailed | None = None
-        self.waiter: asyncio.Future[bool] | None = None
-
-    # -- asyncio.Protocol --------------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
-
-    def data_received(self, data: bytes) -> None:
-        self.got_bytes = True
-        if not self.headers_done:
-            self.head_bytes += len(data)
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(MalformedAnswer(self._malformed(exc)))
-            self.abort()
-            return
-        if not self.headers_done and self.head_bytes > MAX_HEAD_BYTES:
-            self._fail(MalformedAnswer(f"response head over {MAX_HEAD_BYTES} bytes"))
-            self.abort()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.complete:
-            return
-        how = "reset" if isinstance(exc, ConnectionResetError) else "closed"
-        if self.headers_done and self._close_delimited():
-            self.complete = True  # the end of the connection is the end of the body
-            self._wake()
-        elif self.headers_done:
-            self._fail(StreamBroken(self._cut_short(how)))
-        elif self.got_bytes:
-            self._fail(ConnectFailed(f"the provider {how} the connection mid-head, after "
-                                     f"{self.head_bytes} bytes"))
-        else:
-            self._fail(ConnectFailed(f"the provider {how} the connection before answering"))
-
-    # -- httptools callbacks -----------------------------------------------------------------
-    def on_status(self, reason: bytes) -> None:
-        self.head_size += len(reason) + 15  # "HTTP/1.1 200 " and CRLF
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
-        self.head_size += len(name) + len(value) + 4
-
-    def on_headers_complete(self) -> None:
-        if self.head_size > MAX_HEAD_BYTES:  # a head that came in one read with its body
-            self._fail(MalformedAnswer(f"response head over {MAX_HEAD_BYTES} bytes"))
-            return  # headers_done stays False: the answer is never handed out
-        self.status = self.parser.get_status_code()
-        self.keep_alive = self.parser.should_keep_alive()  # only meaningful until the body
-        self.headers_done = True
-        self._wake()
-
-    def on_body(self, body: bytes) -> None:
-        self.pieces.append(body)
-        self.buffered += len(body)
-        self.body_bytes += len(body)
-        if self.buffered > HIGH_WATER and not self.paused and self.transport is not None:
-            self.paused = True
-            self.transport.pause_reading()
-        self._wake()
-
-    def on_message_complete(self) -> None:
-        self.complete = True
-        self._wake()
-
-    # -- used by Upstream / UpstreamResponse --------------------------------------------------
-    def _close_delimited(self) -> bool:
-        names = {n for n, _ in self.headers}
-        return b"content-length" not in names and b"transfer-encoding" not in names
-
-    def _length(self) -> bytes | None:
-        return next((v for n, v in self.headers if n == b"content-length"), None)
-
-    def _cut_short(self, how: str) -> str:
-        """Why a body the provider stopped sending is incomplete."""
-        length = self._length()
-        if length is not None:
-            return (f"Content-Length says {length.decode('latin-1')}, the provider {how} the "
-                    f"connection after {self.body_bytes} bytes")
-        return f"the provider {how} the connection mid-body, after {self.body_bytes} bytes"
-
-    def _malformed(self, exc: Exception) -> str:
-        if not self.complete:
-            return f"malformed HTTP answer: {exc}"
-        length = self._length()
-        said = f" (Content-Length says {length.decode('latin-1')})" if length else ""
-        return f"the provider sent bytes after the end of its answer{said}"
-
-    def _wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(True)
-
-    def _fail(self, error: AttemptFailed) -> None:
-        if self.error is None:
-            self.error = error
-        self._wake()
-
-    async def wait(self, timeout: float) -> bool:
-        """Wait for news (headers, data, end, error); False if ``timeout`` passed first."""
-        waiter = self.waiter = self.loop.create_future()
-        timer = self.loop.call_later(timeout, _expire, waiter)
-        try:
-            return await waiter
-        finally:
-            timer.cancel()
-            self.waiter = None
-
-    def take(self) -> bytes:
-        """Everything received and not yet taken."""
-        pieces = self.pieces
-        data = pieces[0] if len(pieces) == 1 else b"".join(pieces)
-        self.pieces = []
-        self.buffered = 0
-        if self.paused and self.transport is not None:
-            self.paused = False
-            self.transport.resume_reading()
-        return data
-
-    def reusable(self) -> bool:
-        return (self.complete and not self.closed and self.error is None
-                and not self.pieces and self.keep_alive)
-
-    def idle_clean(self) -> bool:
-        """An idle connection still fit to send on: open, and nothing arrived while idle."""
-        return not self.closed and not self.got_bytes
-
-    def abort(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.abort()
-
-
-def _expire(waiter: asyncio.Future[bool]) -> None:
-    if not waiter.done():
-        waiter.set_result(False)
-
-
 class UpstreamResponse:
     """A provider's answer: status and headers now, the body as it arrives. Always close it."""
 
-    def __init__(self, pool: Upstream, origin: Origin, conn: _Conn, deadline: Deadline) -> None:
+    def __init__(self, pool: Upstream, origin: Origin, conn: Connection,
+                 deadline: Deadline) -> None:
         self._pool, self._origin, self._conn = pool, origin, conn
         self._deadline = deadline  # of the whole answer, for read()
         self.status = conn.status
@@ -289,11 +107,11 @@ class UpstreamResponse:
                     raise deadline.missed()
                 raise StreamBroken(f"no data for {timeout:g}s", timeout=True)
 
-    async def read(self, timeout: float, *, expect_json: bool = False) -> bytes:
+    async def read(self, timeout: float) -> bytes:
         """The whole body: ``timeout`` between two pieces, at most the pool's
-        ``max_response_bytes``, and done within its ``total_timeout`` of the request. With
-        ``expect_json``, a body that is not UTF-8 JSON is a :class:`MalformedAnswer`. A failed
-        read closes the connection."""
+        ``max_response_bytes``, and done within its ``total_timeout`` of the request. A failed
+        read closes the connection. (Whether a 2xx body is really an answer is for
+        :func:`gateway.truth.check_answer` to say, which parses it once.)"""
         limit = self._pool.max_response_bytes
         try:
             length = self.header(b"content-length")
@@ -306,10 +124,7 @@ class UpstreamResponse:
                 if size > limit:
                     raise MalformedAnswer(f"body over {limit} bytes")
                 parts.append(piece)
-            body = parts[0] if len(parts) == 1 else b"".join(parts)
-            if expect_json:
-                _check_json(body)
-            return body
+            return parts[0] if len(parts) == 1 else b"".join(parts)
         except AttemptFailed:
             self._conn.abort()  # never back to the pool, whatever close() finds
             raise
@@ -329,15 +144,6 @@ class UpstreamResponse:
         self.close()
 
 
-def _check_json(body: bytes) -> None:
-    try:
-        json.loads(body.decode())
-    except UnicodeDecodeError as exc:
-        raise MalformedAnswer(f"the answer is not UTF-8: {exc}") from None
-    except ValueError as exc:
-        raise MalformedAnswer(f"the answer is not JSON: {exc}: {body[:60]!r}") from None
-
-
 class Upstream:
     """The pool: idle keep-alive connections per origin, at most ``max_connections`` busy.
 
@@ -351,7 +157,7 @@ class Upstream:
         self.total_timeout = total_timeout
         self.max_response_bytes = max_response_bytes
         self._slots = asyncio.Semaphore(max_connections)
-        self._idle: dict[Origin, list[_Conn]] = {}
+        self._idle: dict[Origin, list[Connection]] = {}
         self._tls: ssl_module.SSLContext | None = None
 
     async def request(self, origin: Origin, data: bytes, first_byte_timeout: float,
@@ -375,7 +181,7 @@ class Upstream:
             self._slots.release()
             raise
 
-    async def _send(self, conn: _Conn, data: bytes, timeout: float) -> None:
+    async def _send(self, conn: Connection, data: bytes, timeout: float) -> None:
         assert conn.transport is not None
         until = time.monotonic() + timeout  # the whole head, however slowly it drips
         try:
@@ -392,7 +198,7 @@ class Upstream:
                 raise ConnectFailed(str(exc)) from None
             raise
 
-    def _idle_conn(self, origin: Origin) -> _Conn | None:
+    def _idle_conn(self, origin: Origin) -> Connection | None:
         idle = self._idle.get(origin)
         while idle:
             conn = idle.pop()
@@ -401,12 +207,13 @@ class Upstream:
             conn.abort()
         return None
 
-    async def _connect(self, origin: Origin) -> _Conn:
+    async def _connect(self, origin: Origin) -> Connection:
         loop = asyncio.get_running_loop()
         tls = self._tls_context() if origin.tls else None
         try:
             _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _Conn(loop), origin.host, origin.port, ssl=tls),
+                loop.create_connection(lambda: Connection(loop), origin.host, origin.port,
+                                       ssl=tls),
                 self.connect_timeout)
         except (OSError, asyncio.TimeoutError) as exc:
             reason = str(exc) or f"no connection within {self.connect_timeout:g}s"
@@ -418,7 +225,7 @@ class Upstream:
             self._tls = ssl_module.create_default_context()
         return self._tls
 
-    def _release(self, origin: Origin, conn: _Conn) -> None:
+    def _release(self, origin: Origin, conn: Connection) -> None:
         self._slots.release()
         if conn.reusable():
             conn._reset()

@@ -23,6 +23,7 @@ from gateway_helpers import GatewayProc, write_config
 from raw_helpers import CLOSE, RESET, Endless, RawServer, Step, answer
 
 from gateway.errors import AttemptFailed
+from gateway.truth import NO_PATTERNS, check_answer
 from gateway.upstream import Deadline, Origin, Upstream
 
 FIRST_BYTE, READ, TOTAL = 2.0, 1.5, 3.0  # the timeouts of both the client and the gateway
@@ -104,7 +105,10 @@ def attempt(port: int, *, stream: bool = False, limit: int = LIMIT) -> bytes:
                                           FIRST_BYTE)
             try:
                 if not stream:
-                    return await response.read(READ, expect_json=200 <= response.status < 300)
+                    body = await response.read(READ)
+                    if 200 <= response.status < 300:
+                        check_answer(body, NO_PATTERNS)  # the proxy's judge of a 2xx
+                    return body
                 deadline, got = Deadline.after(READ, "no complete event"), b""
                 while piece := await response.next_piece(READ, deadline):
                     got += piece  # (an SSE reader would renew the deadline at each event)
@@ -250,7 +254,7 @@ def test_a_pooled_connection_the_provider_closed_is_retried_on_a_fresh_one(how: 
             try:
                 for _ in range(2):
                     response = await pool.request(origin, data, FIRST_BYTE)
-                    bodies.append(await response.read(READ, expect_json=True))
+                    bodies.append(await response.read(READ))
                     response.close()
                     await asyncio.sleep(0.4)  # the provider closes the idle connection
             finally:
