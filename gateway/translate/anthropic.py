@@ -22,7 +22,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from gateway.translate import common
+from gateway.translate import common, stream
 from gateway.translate.anthropic_request import to_chat_request
 
 __all__ = ["error_body", "error_event", "from_chat_response", "stream_from_chat", "to_chat_request"]
@@ -55,11 +55,11 @@ def stream_from_chat(
 
     `message_start` is sent on the first chunk, so a caller can still fail over before that.
     """
-    return common.write_stream(chunks, _Events(model, stop_sequences))
+    return stream.write_stream(chunks, _Events(model, stop_sequences))
 
 
 class _Events:
-    """Writes one Anthropic stream (a :class:`~gateway.translate.common.StreamWriter`)."""
+    """Writes one Anthropic stream (a :class:`~gateway.translate.stream.StreamWriter`)."""
 
     def __init__(self, model: str, stop_sequences: Sequence[str]) -> None:
         self.model = model
@@ -67,7 +67,7 @@ class _Events:
         self.blocks = _Blocks()
         self.started = False
 
-    def feed(self, deltas: list[common.Delta], summary: common.StreamSummary) -> list[bytes]:
+    def feed(self, deltas: list[stream.Delta], summary: stream.StreamSummary) -> list[bytes]:
         events = []
         if not self.started:
             self.started = True
@@ -76,7 +76,7 @@ class _Events:
             events += self.blocks.feed(delta)
         return events
 
-    def finish(self, summary: common.StreamSummary) -> list[bytes]:
+    def finish(self, summary: stream.StreamSummary) -> list[bytes]:
         events = [] if self.started else [_message_start(summary.id, self.model)]  # no ping
         events += self.blocks.finish()
         matched = summary.finish.matched_stop if summary.finish else None
@@ -107,10 +107,10 @@ class _Blocks:
         self.text_block: int | None = None  # block index of the open text block
         self.tools: dict[int, _Tool] = {}  # by the chat tool-call index
 
-    def feed(self, delta: common.Delta) -> list[bytes]:
-        if isinstance(delta, common.TextDelta):
+    def feed(self, delta: stream.Delta) -> list[bytes]:
+        if isinstance(delta, stream.TextDelta):
             return self._text(delta.text)
-        if isinstance(delta, common.ToolCallDelta):
+        if isinstance(delta, stream.ToolCallDelta):
             return self._tool(delta)
         return []
 
@@ -130,7 +130,7 @@ class _Blocks:
         delta = {"type": "text_delta", "text": text}
         return [*events, _block_delta(self.text_block, delta)]
 
-    def _tool(self, delta: common.ToolCallDelta) -> list[bytes]:
+    def _tool(self, delta: stream.ToolCallDelta) -> list[bytes]:
         tool = self.tools.setdefault(delta.index, _Tool())
         tool.id = tool.id or delta.id
         tool.name = tool.name or delta.name

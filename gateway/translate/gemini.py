@@ -23,7 +23,7 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from gateway.translate import common
+from gateway.translate import common, stream
 from gateway.translate.gemini_request import to_chat_request
 
 __all__ = ["error_body", "error_event", "from_chat_response", "stream_from_chat", "to_chat_request"]
@@ -48,25 +48,25 @@ def stream_from_chat(
     chunks: AsyncIterator[dict], *, model: str, stop_sequences: Sequence[str] = ()
 ) -> AsyncIterator[bytes]:
     """Chat completion chunks as Gemini SSE events, one event per yielded bytes."""
-    return common.write_stream(chunks, _Events(model))
+    return stream.write_stream(chunks, _Events(model))
 
 
 class _Events:
-    """Writes one Gemini stream (a :class:`~gateway.translate.common.StreamWriter`): text as
+    """Writes one Gemini stream (a :class:`~gateway.translate.stream.StreamWriter`): text as
     it comes, function calls whole in the last event."""
 
     def __init__(self, model: str) -> None:
         self.model = model
         self.calls: dict[int, common.ToolCall] = {}  # by tool-call index, arguments accumulated
 
-    def feed(self, deltas: list[common.Delta], summary: common.StreamSummary) -> list[bytes]:
+    def feed(self, deltas: list[stream.Delta], summary: stream.StreamSummary) -> list[bytes]:
         for delta in deltas:
-            if isinstance(delta, common.ToolCallDelta):
+            if isinstance(delta, stream.ToolCallDelta):
                 _accumulate(self.calls, delta)
-        text = "".join(d.text for d in deltas if isinstance(d, common.TextDelta))
+        text = "".join(d.text for d in deltas if isinstance(d, stream.TextDelta))
         return [_sse(_response(summary.id, self.model, [{"text": text}]))] if text else []
 
-    def finish(self, summary: common.StreamSummary) -> list[bytes]:
+    def finish(self, summary: stream.StreamSummary) -> list[bytes]:
         parts = [_function_call(call) for _, call in sorted(self.calls.items())]
         usage = summary.usage
         finish = common.GEMINI_FINISH_REASONS.get(summary.final_reason(), "OTHER")
@@ -78,7 +78,7 @@ class _Events:
         return error_event(status, message)
 
 
-def _accumulate(calls: dict[int, common.ToolCall], delta: common.ToolCallDelta) -> None:
+def _accumulate(calls: dict[int, common.ToolCall], delta: stream.ToolCallDelta) -> None:
     call = calls.setdefault(delta.index, common.ToolCall(id="", name="", arguments=""))
     call.id = call.id or delta.id or ""
     call.name = call.name or delta.name or ""
