@@ -22,10 +22,10 @@ import uvicorn
 from starlette.applications import Starlette
 
 from gateway.app import check_bind, create_app, run_loop, server_config
-from supervisor.cli import instance
 from supervisor.config import Config, ConfigError, load
 from supervisor.lifecycle.external import ExternalView
 from supervisor.lifecycle.manager import Supervisor
+from supervisor.proc import instance
 from supervisor.proc.leftovers import port_holder
 from supervisor.proc.process import port_is_free
 from supervisor.view import ProviderView

@@ -1,13 +1,17 @@
 """The ``unigw`` command line (the only package that knows click).
 
-    commands.py  the click commands: parse flags, build the config, call one function, map
-                 errors to exit codes
-    output.py    status tables and other human-readable output
-    live.py      progress on a terminal: one live line per provider, then a summary (rich)
-    progress.py  the words of that view: a progress line's step, the summary line
-    client.py    the HTTP client of a running instance's control routes
-    instance.py  the record of the running instance (pid, URL) in the state folder
-    checks.py    ``unigw check``: toolchains, ports, secrets
+    app.py           the group and what every command shares: ExitCode, the one way to fail,
+                     loading the config, the options, calling the running instance
+    run_cmds.py      up, demo, gateway, down
+    control_cmds.py  status, start/stop/restart, logs, strategy
+    setup_cmds.py    install, check
+    secret_cmds.py   secret set / secret list
+    commands.py      gathers the command modules; main()
+    output.py        status tables and other human-readable output
+    live.py          progress on a terminal: one live line per provider, then a summary (rich)
+    progress.py      the words of that view: a progress line's step, the summary line
+    client.py        the HTTP client of a running instance's control routes
+    checks.py        ``unigw check``: toolchains, ports, secrets
 """
 
 from supervisor.cli.commands import cli, main

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from supervisor.cli import instance
 from supervisor.cli.client import ControlError, InstanceClient, NotRunning
 from supervisor.config import Config, ProviderConfig
 from supervisor.install import toolchains
+from supervisor.proc import instance
 from supervisor.proc.leftovers import port_holder
 from supervisor.proc.process import port_is_free
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import httpx
 
-from supervisor.cli.instance import running
 from supervisor.config import Config
+from supervisor.proc.instance import running
 
 #: A header a cross-site form cannot send; the gateway requires it on control routes.
 CLIENT_HEADER = {"X-Unigw-Client": "cli"}

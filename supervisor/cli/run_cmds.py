@@ -13,7 +13,6 @@ import time
 import click
 import httpx
 
-from supervisor.cli import instance
 from supervisor.cli.app import (
     ExitCode,
     cli,
@@ -27,6 +26,7 @@ from supervisor.cli.app import (
     setup_logging,
 )
 from supervisor.config import Config
+from supervisor.proc import instance
 
 
 def _serve(
