@@ -10,7 +10,7 @@ from typing import Any
 import anthropic
 import httpx2
 import pytest
-from translation_helpers import agen, chat_response, chunk, tool_chunk, usage_chunk
+from support.translation import agen, chat_response, chunk, tool_chunk, usage_chunk
 
 from gateway.translate import anthropic as anthropic_api
 from gateway.translate.anthropic import (

@@ -17,8 +17,8 @@ import httpx
 import psutil
 import pytest
 import yaml
-from echo_helpers import free_port
-from supervisor_helpers import FAST, echo
+from support.echo import free_port
+from support.supervisor import FAST, echo
 
 STATUS_FIELDS = {
     "name",
@@ -268,7 +268,7 @@ def test_logs_follow_prints_new_lines_as_they_are_written(instance: Instance) ->
 
 
 def test_install_command_clones_and_installs_and_names_what_failed(tmp_path: Path) -> None:
-    from supervisor_helpers import make_echo_repo, repo_provider, write_config
+    from support.supervisor import make_echo_repo, repo_provider, write_config
 
     url, sha = make_echo_repo(tmp_path / "src")
     config = write_config(tmp_path, [

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from echo_helpers import REPO_ROOT, free_port
-from supervisor_helpers import echo, make_echo_repo, repo_provider, write_config
+from support.echo import REPO_ROOT, free_port
+from support.supervisor import echo, make_echo_repo, repo_provider, write_config
 
 from supervisor.cli.progress import reason_kind, step_of, summary
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from echo_helpers import free_port
-from supervisor_helpers import FAST, echo
+from support.echo import free_port
+from support.supervisor import FAST, echo
 
 VALUE = "tok-7f3a9c-very-secret"
 

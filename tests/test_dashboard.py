@@ -21,10 +21,10 @@ from typing import Any
 
 import httpx
 import pytest
-from echo_helpers import free_port
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
+from support.echo import free_port
 
 from gateway.dashboard import FRONTEND_DIR as FRONTEND
 from gateway.dashboard import frontend_files, index

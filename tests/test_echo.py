@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 import httpx
 import openai
 import pytest
-from echo_helpers import REPO_ROOT, EchoProc, free_port, spawn_echoes, start_echo
 from openai import OpenAI
+from support.echo import REPO_ROOT, EchoProc, free_port, spawn_echoes, start_echo
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from echo_helpers import REPO_ROOT, EchoProc, spawn_echoes, start_echo
 from openai import OpenAI
+from support.echo import REPO_ROOT, EchoProc, spawn_echoes, start_echo
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gateway_helpers import CLIENT, Cluster, chat, parse_prometheus
+from support.gateway import CLIENT, Cluster, chat, parse_prometheus
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from echo_helpers import EchoProc, start_echo
-from gateway_helpers import write_config
+from support.echo import EchoProc, start_echo
+from support.gateway import write_config
 
 from gateway.app import Gateway, create_app
 from gateway.errors import NotFound, ProviderFailed

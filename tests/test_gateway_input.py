@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from echo_helpers import REPO_ROOT
-from gateway_helpers import Cluster, write_config
+from support.echo import REPO_ROOT
+from support.gateway import Cluster, write_config
 
 LIMIT = 4096
 MSGS = [{"role": "user", "content": "hi"}]

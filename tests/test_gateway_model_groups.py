@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway_helpers import Cluster, chat
+from support.gateway import Cluster, chat
 
 GROUPS = {"K2-Think": ["MBZUAI-IFM/K2-Think", "k2-think"]}
 

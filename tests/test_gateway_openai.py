@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from gateway_helpers import Cluster, chat
+from support.gateway import Cluster, chat
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-from gateway_helpers import CLIENT, Cluster, chat
+from support.gateway import CLIENT, Cluster, chat
 
 
 def test_round_robin_rotates_exactly(tmp_path: Path) -> None:

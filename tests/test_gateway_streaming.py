@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from gateway_helpers import Cluster
+from support.gateway import Cluster
 
 WORDS = "alpha beta gamma delta epsilon zeta"
 BODY = {"model": "echo-1", "stream": True, "messages": [{"role": "user", "content": WORDS}]}

@@ -1,6 +1,6 @@
 """Provider truth: answers that look like success but are failures fail over, unseen by the
 client; each failure is classified and reacted to. Real sockets: replaying providers in front of
-the real gateway app (tests/replay_helpers.py), and the official openai client."""
+the real gateway app (tests/support/replay.py), and the official openai client."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from replay_helpers import (
+from support.replay import (
     HEAD_SSE,
     MODEL,
     ROLE,

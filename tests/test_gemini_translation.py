@@ -11,7 +11,7 @@ import httpx
 import pytest
 from google import genai
 from google.genai import errors, types
-from translation_helpers import agen, chat_response, chunk, tool_chunk, usage_chunk
+from support.translation import agen, chat_response, chunk, tool_chunk, usage_chunk
 
 from gateway.translate import gemini as gemini_api
 from gateway.translate.gemini import (

@@ -3,7 +3,7 @@
 official ``openai``, ``anthropic`` and ``google-genai`` clients.
 
 The providers are echo processes; the gateway is ``gateway.app.create_app`` served by uvicorn
-on a real socket (tests/replay_helpers.py ``Bench``), in this process so a test can read the
+on a real socket (tests/support/replay.py ``Bench``), in this process so a test can read the
 gateway's own record of each failure: :func:`recorded` is the one place that reads it (the
 in-process :class:`~gateway.stats.ProviderStats`; ``GET /providers`` gives only the
 ``errors`` count so far, checked too).
@@ -25,11 +25,11 @@ import anthropic
 import httpx
 import openai
 import pytest
-from echo_helpers import REPO_ROOT, EchoProc, start_echo
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
-from replay_helpers import Bench
+from support.echo import REPO_ROOT, EchoProc, start_echo
+from support.replay import Bench
 
 from gateway.errors import FailureClass
 from gateway.stats import Serving

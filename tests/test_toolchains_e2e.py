@@ -1,8 +1,8 @@
 """Providers that need a toolchain the machine lacks: clone → bootstrapped build → start → ready.
 
 PATH holds only node, npm, git and sh: no go, no deno. Each provider is a tiny server written
-into a local git repository. All tests share one state folder (see
-toolchain_helpers.shared_state), so Go and Deno are installed once per run and Go's build cache
+into a local git repository. All tests share one state folder (the
+``toolchain_state`` fixture of conftest.py), so Go and Deno are installed once per run and Go's build cache
 stays warm; provider names differ per test so their stamps, venvs and logs do not meet.
 """
 
@@ -19,8 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
-from echo_helpers import free_port
-from toolchain_helpers import BASICS, make_config, shared_state, tools_only_path
+from support.echo import free_port
+from support.toolchains import BASICS, make_config, tools_only_path
 
 from supervisor.config import Config
 from supervisor.install import toolchains
@@ -77,10 +77,9 @@ http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_fo
 """
 
 
-@pytest.fixture(scope="module")
-def state_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    config, _ = shared_state(tmp_path_factory)
-    return config.state_dir
+@pytest.fixture
+def state_dir(toolchain_state: tuple[Config, list[str]]) -> Path:
+    return toolchain_state[0].state_dir  # conftest: Go and Deno, bootstrapped once per run
 
 
 @pytest.fixture(autouse=True)

@@ -5,7 +5,7 @@ processes: ``one`` and ``two`` serve ``m-a`` (the alias target of ``claude-sonne
 ``gemini-2.5-flash``); ``broken`` answers 500, ``slow`` answers after the first-byte timeout,
 ``crash-a`` / ``crash-g`` exit mid-stream, ``drip`` streams slowly, and ``dead`` is a port
 nobody listens on. A second gateway checks gateway keys and the body limit; the failover test
-starts its own :class:`~gateway_helpers.Cluster`.
+starts its own :class:`~support.gateway.Cluster`.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from typing import Any
 import anthropic
 import httpx
 import pytest
-from echo_helpers import EchoProc, free_port, start_echo
-from gateway_helpers import Cluster, GatewayProc, write_config
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
+from support.echo import EchoProc, free_port, start_echo
+from support.gateway import Cluster, GatewayProc, write_config
 
 pytestmark = pytest.mark.timeout(60)
 

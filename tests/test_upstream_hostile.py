@@ -1,4 +1,4 @@
-"""The gateway's own HTTP client against a hostile provider (a raw TCP server, raw_helpers).
+"""The gateway's own HTTP client against a hostile provider (a raw TCP server, support.raw).
 
 Every malformed answer must be a failed attempt: the call ends, the connection is closed (the
 raw server sees it end, never left open), the client gets a clean 502/504 in the OpenAI
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from echo_helpers import EchoProc, start_echo
-from gateway_helpers import GatewayProc, write_config
-from raw_helpers import CLOSE, RESET, Endless, RawServer, Step, answer
+from support.echo import EchoProc, start_echo
+from support.gateway import GatewayProc, write_config
+from support.raw import CLOSE, RESET, Endless, RawServer, Step, answer
 
 from gateway.errors import AttemptFailed
 from gateway.truth import NO_PATTERNS, check_answer

@@ -15,14 +15,13 @@ import subprocess
 import sys
 import time
 import zipfile
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import psutil
-import pytest
 import yaml
-from echo_helpers import REPO_ROOT, free_port
+from support.echo import REPO_ROOT, free_port
 
 from supervisor.config import Config, load
 from supervisor.lifecycle.manager import Supervisor
@@ -201,10 +200,3 @@ def repo_provider(name: str, port: int, url: str, ref: str, **fields: Any) -> di
     env = {"PYTHONPATH": os.pathsep.join([str(REPO_ROOT), site])}
     return {"name": name, "port": port, "runtime": "python", "repo": url, "ref": ref,
             "start": ["{python}", "server.py"], "health": "/health", "env": env, **fields}
-
-
-@pytest.fixture(autouse=True)
-def _kill_leftover_children(tmp_path: Path) -> Iterator[None]:
-    """Finalizer for every supervisor test: nothing it started may outlive it."""
-    yield
-    kill_marked((tmp_path / ".unigw").resolve())

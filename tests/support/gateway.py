@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import openai
 import yaml
-from echo_helpers import REPO_ROOT, EchoProc, free_port, start_echo
+from support.echo import REPO_ROOT, EchoProc, free_port, start_echo
 
 CLIENT = {"X-Unigw-Client": "test"}
 

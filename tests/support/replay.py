@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import httpx
 import openai
 import uvicorn
-from gateway_helpers import write_config
+from support.gateway import write_config
 
 from gateway.app import Gateway, create_app, server_config
 from gateway.stats import ProviderStats

@@ -1,0 +1,34 @@
+"""Fixtures every test module may use by name (pytest finds them here; nothing imports them).
+
+The helpers they rest on (the echo provider as a subprocess, a gateway in front of echo
+providers, local git repositories, replay and raw-socket providers, translation builders) are
+plain modules in ``tests/support/``, imported where they are used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.supervisor import kill_marked
+from support.toolchains import shared_state
+
+from supervisor.config import Config
+
+
+@pytest.fixture(autouse=True)
+def _no_child_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Whatever a test's supervisor started under its ``tmp_path`` is killed when it ends,
+    pass or fail (processes carry their state folder in their environment)."""
+    yield
+    tmp = request.node.funcargs.get("tmp_path")
+    if isinstance(tmp, Path) and (tmp / ".unigw").exists():
+        kill_marked((tmp / ".unigw").resolve())
+
+
+@pytest.fixture(scope="session")
+def toolchain_state(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, list[str]]:
+    """A config whose state folder holds a bootstrapped Go and Deno, installed once per run,
+    and the log lines of installing them (see :func:`support.toolchains.shared_state`)."""
+    return shared_state(tmp_path_factory)
