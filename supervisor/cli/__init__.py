@@ -8,6 +8,7 @@
     client.py    the HTTP client of a running instance's control routes
     instance.py  the record of the running instance (pid, URL) in the state folder
     checks.py    ``unigw check``: toolchains, ports, secrets
+    canary.py    ``unigw test``: one canary per provider through ``POST /v1/test``
 """
 
 from supervisor.cli.commands import cli, main
