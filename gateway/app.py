@@ -2,9 +2,9 @@
 
 The app reads providers only through ``view`` (a :class:`~supervisor.view.ProviderView`). Its
 lifespan opens the one pooled upstream client (:class:`~gateway.upstream.Upstream`) and closes
-it. ``app.state.gateway`` is the :class:`Gateway`: ``apply_config`` hot-reloads routing
-settings, and ``forward_chat`` is the entry point for translated APIs (see
-:meth:`gateway.proxy.Proxy.forward_chat`).
+it, and runs the opt-in canary (:mod:`gateway.canary`). ``app.state.gateway`` is the
+:class:`Gateway`: ``apply_config`` hot-reloads routing settings, and ``forward_chat`` is the
+entry point for translated APIs (see :meth:`gateway.proxy.Proxy.forward_chat`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
+from gateway.canary import Canary, CanarySettings
 from gateway.control import Guard, OriginDoor
 from gateway.errors import AttemptFailed, GatewayError, NotFound, handle_error
 from gateway.proxy import ChatResult, ChatStream, Proxy
@@ -71,6 +72,7 @@ class Gateway:
         self.proxy = Proxy(self.router, self.stats, make(gw.strategy), retries=gw.retries,
                            first_byte_timeout=gw.first_byte_timeout,
                            read_timeout=gw.read_timeout)  # the rest is set by _apply
+        self.canary = Canary(self.router, self.proxy, CanarySettings())  # settings: _apply
         self.strategy_name = gw.strategy
         self._tasks: set[asyncio.Task[None]] = set()
         self.config = config
@@ -90,6 +92,7 @@ class Gateway:
         self.proxy.hold_max_bytes = gw.hold_max_bytes
         self.proxy.error_patterns = {p.name: ErrorPatterns.of(p.error_patterns)
                                      for p in config.providers if p.error_patterns}
+        self.canary.settings = CanarySettings.of(config)
 
     def apply_config(self, config: Config) -> None:
         """Hot reload: routing, keys, limits; strategy and retries if the file changed them."""
@@ -142,9 +145,11 @@ class Gateway:
                                        total_timeout=gw.total_timeout,
                                        max_response_bytes=gw.max_response_bytes)
         self.router.reset()  # so providers already ready get their models discovered
+        self.canary.start()
         try:
             yield
         finally:
+            await self.canary.stop()
             for task in list(self._tasks):
                 task.cancel()
             await self.proxy.upstream.aclose()

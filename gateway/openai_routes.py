@@ -9,7 +9,6 @@ themselves are listed in :mod:`gateway.routes`.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -28,7 +27,7 @@ from gateway.asgi import (
     send_error,
 )
 from gateway.errors import OPENAI, BadRequest, GatewayError
-from gateway.proxy import Answer, ChatResult, Job, Opened
+from gateway.proxy import Answer, Job, Opened
 from gateway.stats import Outcome
 
 if TYPE_CHECKING:
@@ -121,23 +120,23 @@ class OpenAI:
 
 
 async def one_shot_test(gateway: Gateway, request: Request) -> Response:
-    """``POST /v1/test {"message", "provider"?, "model"?}``: one non-streaming check."""
+    """``POST /v1/test {"message"?, "provider"?, "model"?}``: one canary now.
+
+    The canary of :mod:`gateway.canary` (``max_tokens: 1``, pinned, recorded like any call),
+    to ``provider``, or else to the ready provider (serving ``model``, if given) tried least
+    recently; ``message`` defaults to ``gateway.canary_prompt``. It answers 200 with
+    :meth:`~gateway.canary.CanaryResult.to_json` whenever the chat was sent, the provider's
+    failure included (``ok: false``); 400/404/503 when it could not be sent.
+    """
     raw = await read_body(headers_of(request.scope), request.receive, gateway.max_body_bytes)
     body = parse_object(raw)
     message, provider, model = body.get("message"), body.get("provider"), body.get("model")
-    if not isinstance(message, str) or not message:
-        raise BadRequest("'message' is required and must be a non-empty string")
+    if message is not None and not (isinstance(message, str) and message):
+        raise BadRequest("'message' must be a non-empty string")
     for name, value in (("provider", provider), ("model", model)):
         if value is not None and not isinstance(value, str):
             raise BadRequest(f"'{name}' must be a string")
-    router = gateway.router
-    plan = (router.pinned(provider, model) if provider
-            else router.plan(model) if model else router.any_ready())
-    chat = {"model": plan.model, "messages": [{"role": "user", "content": message}]}
-    started = time.perf_counter()
-    result = await gateway.proxy.forward_chat(chat, plan=plan, stream=False)
-    assert isinstance(result, ChatResult)
-    choices = result.body.get("choices") or [{}]
-    reply = ((choices[0] or {}).get("message") or {}).get("content")
-    return JSONResponse({"provider": result.provider, "model": result.model, "reply": reply,
-                         "latency_ms": round((time.perf_counter() - started) * 1000, 2)})
+    canary = gateway.canary
+    name = provider or canary.least_recently_tried(model)
+    result = await canary.check(name, prompt=message, model=model)
+    return JSONResponse(result.to_json())

@@ -92,6 +92,7 @@ class ProviderStats:
     in_flight: int = 0
     ewma_s: float | None = None
     last_sample: float = 0.0  # monotonic time of the last latency sample
+    last_attempt_at: float | None = None  # monotonic start of the latest attempt (the canary's)
     consecutive_failures: int = 0
     ejections: int = 0  # ejections in a row; reset by a success
     ejected_until: float = 0.0  # monotonic; out of rotation until then
@@ -175,6 +176,7 @@ class Stats:
         """An attempt begins; returns its start time for :meth:`observe`."""
         stats.requests += 1
         stats.in_flight += 1
+        stats.last_attempt_at = time.monotonic()
         return time.perf_counter()
 
     def observe(self, stats: ProviderStats, outcome: Outcome, seconds: float,

@@ -85,8 +85,16 @@ def test_unknown_routes_and_methods_answer_in_the_envelope(cluster: Cluster) -> 
     envelope(httpx.get(cluster.url + "/v1/chat/completions"), 405)
 
 
-def test_v1_test_needs_a_message(cluster: Cluster) -> None:
-    assert "'message'" in envelope(httpx.post(cluster.url + "/v1/test", json={}), 400)["message"]
+def test_v1_test_refuses_a_message_that_is_not_a_non_empty_string(cluster: Cluster) -> None:
+    for bad in ("", 5, ["ping"]):
+        r = httpx.post(cluster.url + "/v1/test", json={"message": bad})
+        assert "'message'" in envelope(r, 400)["message"]
+
+
+def test_v1_test_without_a_message_sends_the_canary_prompt(cluster: Cluster) -> None:
+    r = httpx.post(cluster.url + "/v1/test", json={}, timeout=20)
+    assert r.status_code == 200, r.text
+    assert r.json()["ok"] is True and r.json()["reply"] == "ping"  # gateway.canary_prompt
 
 
 def test_gateway_keys_are_required_on_v1_when_configured(tmp_path: Path) -> None:

@@ -87,6 +87,8 @@ def test_v1_test_checks_one_provider(cluster: Cluster) -> None:
         body = r.json()
         assert (body["provider"], body["model"], body["reply"]) == ("b", "GLM-4.5", "ping")
         assert body["latency_ms"] > 0
+        assert (body["ok"], body["serving"], body["status"], body["error"]) == (
+            True, "ok", None, None)
         r = http.post("/v1/test", json={"message": "ping", "provider": "ghost"})
         assert r.status_code == 404 and r.json()["error"]["message"]
 

@@ -1,12 +1,15 @@
-"""Probes as Kubernetes defines them: any answer means alive, readiness wants 2xx (or any),
-readiness only moves ready ⇄ unhealthy (no restart), and the provider's key is sent."""
+"""Probes as Kubernetes defines them: any answer means alive, readiness wants 2xx (or any) and,
+with a json condition, a body that meets it; readiness only moves ready ⇄ unhealthy (no
+restart), with the probe's reason in last_error, and the provider's key is sent."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 from support.supervisor import (
     echo,
     free_port,
@@ -17,7 +20,9 @@ from support.supervisor import (
     write_config,
 )
 
+from supervisor.config import JsonCondition, ProviderConfig, ReadyWhen
 from supervisor.lifecycle.manager import Supervisor
+from supervisor.lifecycle.probe import Prober, ProbeResult
 from supervisor.view import State
 
 
@@ -87,3 +92,83 @@ def test_failed_provider_is_tried_again_after_the_cooldown(tmp_path: Path) -> No
         await until(lambda: row(sup, "gate").state is State.READY, 15, "a retry after cooldown")
 
     run(config, body)
+
+
+def test_a_lying_health_with_a_json_condition_takes_the_provider_out_of_ready(
+        tmp_path: Path) -> None:
+    """k2think2api3's /health stays 200 "healthy" once its only token went bad; the json
+    condition on tokens.active sees it: unhealthy (not restarted), the reason in last_error."""
+    port = free_port()
+    k2 = echo("k2", port, "--health", "k2think2api3", "--health-fail-after", "1",
+              "--failure", "k2think-500", "--failure-delay", "0",
+              ready_when={"status": "2xx", "json": "tokens.active > 0"})
+    config = write_config(tmp_path, [k2])
+
+    async def body(sup: Supervisor) -> None:
+        await until_state(sup, "k2", "ready")
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            chat = {"model": "echo-1", "messages": [{"role": "user", "content": "hi"}]}
+            assert (await client.post("/v1/chat/completions", json=chat)).status_code == 500
+            health = await client.get("/health")
+            assert health.status_code == 200 and health.json()["status"] == "healthy"
+            assert health.json()["tokens"]["active"] == 0
+        await until_state(sup, "k2", "unhealthy")
+        r = row(sup, "k2")
+        assert r.last_error == "health probe: tokens.active > 0 is false (tokens.active = 0)"
+        assert r.probe_ok is False and r.restarts == 0 and not sup.providers()[0].ready
+
+    run(config, body)
+
+
+def test_a_json_condition_on_an_answer_without_the_path_is_not_ready(tmp_path: Path) -> None:
+    nopath = echo("nopath", free_port(), health="/v1/models",
+                  ready_when={"status": "2xx", "json": "tokens.active > 0"})
+    config = write_config(tmp_path, [nopath])
+
+    async def body(sup: Supervisor) -> None:
+        await until_state(sup, "nopath", "unhealthy")
+        assert row(sup, "nopath").last_error == (
+            "health probe: tokens.active > 0 is false (tokens.active is missing)")
+        assert row(sup, "nopath").restarts == 0
+
+    run(config, body)
+
+
+async def _serve_once(body: bytes, content_type: bytes = b"text/plain") -> tuple[int, Any]:
+    """A one-route HTTP server on a free port answering 200 with ``body``; (port, server)."""
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: %b\r\nContent-Length: %d\r\n"
+                     b"Connection: close\r\n\r\n%b" % (content_type, len(body), body))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    return server.sockets[0].getsockname()[1], server
+
+
+@pytest.mark.parametrize(("body", "why"), [
+    (b"OK", "HTTP 200, an answer that is not JSON, so tokens.active > 0 cannot be checked"),
+    (b'{"tokens": {"active": 0}}', "tokens.active > 0 is false (tokens.active = 0)"),
+    (b'{"tokens": {"active": 2}, "pad": "' + b"x" * 70_000 + b'"}',
+     "HTTP 200, an answer over 64 KiB, so tokens.active > 0 cannot be checked"),
+    (b'{"tokens": {"active": 2}}', None),
+])
+def test_the_prober_reads_the_body_only_to_judge_a_json_condition(body: bytes, why: str | None,
+                                                                  ) -> None:
+    async def main() -> ProbeResult:
+        port, server = await _serve_once(body)
+        prober = Prober(2.0)
+        provider = ProviderConfig("p", port, "python", ("x",), health="/health",
+                                  ready_when=ReadyWhen("2xx", JsonCondition.parse(
+                                      "tokens.active > 0")))
+        try:
+            return await prober.probe(provider)
+        finally:
+            await prober.close()
+            server.close()
+
+    result = asyncio.run(main())
+    assert result.alive and result.status == 200
+    assert (result.ready, result.error) == (why is None, why)
+    assert result.describe() == (why or "HTTP 200")

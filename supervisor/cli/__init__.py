@@ -3,7 +3,7 @@
     app.py           the group and what every command shares: ExitCode, the one way to fail,
                      loading the config, the options, calling the running instance
     run_cmds.py      up, demo, gateway, down
-    control_cmds.py  status, start/stop/restart, logs, strategy
+    control_cmds.py  status, start/stop/restart, logs, strategy, test
     setup_cmds.py    install, check
     secret_cmds.py   secret set / secret list
     commands.py      gathers the command modules; main()
@@ -12,6 +12,7 @@
     progress.py      the words of that view: a progress line's step, the summary line
     client.py        the HTTP client of a running instance's control routes
     checks.py        ``unigw check``: toolchains, ports, secrets
+    canary.py        ``unigw test``: one canary per provider through ``POST /v1/test``
 """
 
 from supervisor.cli.commands import cli, main

@@ -1,9 +1,10 @@
-"""``unigw status``, ``start/stop/restart NAME``, ``logs NAME`` and ``strategy``: look at and
-control the running instance through its gateway's control routes."""
+"""``unigw status``, ``start/stop/restart NAME``, ``logs NAME``, ``strategy`` and ``test``: look
+at and control the running instance through its gateway's control routes."""
 
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -113,3 +114,31 @@ def strategy(config_path: str, name: str | None) -> None:
     current = shown["gateway"]["strategy"]
     for s in known:
         click.echo(f"{'*' if s == current else ' '} {s}")
+
+
+@cli.command("test")
+@config_option
+@click.argument("names", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="Print every answer as one JSON object.")
+def test_command(config_path: str, names: tuple[str, ...], as_json: bool) -> None:
+    """One tiny real chat (max_tokens 1) to each ready provider, or the NAMEs: serving or not,
+    latency, its error. Exit 0 when all serve, 1 when any fails, 3 when nothing runs.
+
+    Each chat spends a little of the provider's upstream quota and counts like a real call.
+    """
+    from supervisor.cli import canary
+
+    config = control_config(config_path)
+    wait = config.gateway.total_timeout + 10.0  # a provider's whole answer, and some
+    rows = call(config_path, lambda c: c.get("/providers"))["providers"]
+    chosen = list(names) or canary.ready_names(rows)
+    if not chosen:
+        fail(f"no provider is ready (0 of {len(rows)}); nothing to test")
+    results = call(config_path, lambda c: canary.check_all(c, chosen), timeout=wait)
+    ok = all(r.ok for r in results)
+    if as_json:
+        click.echo(json.dumps({"ok": ok, "providers": [r.answer for r in results]}, indent=2))
+    else:
+        click.echo("\n".join(canary.lines(results)))
+    if not ok:
+        sys.exit(ExitCode.ERROR)

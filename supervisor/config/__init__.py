@@ -6,6 +6,7 @@
     checks.py   cross-field checks (ports, references between sections)
     secrets.py  ``${NAME}`` references, read from the environment and ``.env``
     net.py      ``is_loopback(host)``: whether an address is this machine only
+    ready.py    ``ready_when``: a status class and an optional condition on the probe's JSON
 
 Everything outside this package imports from ``supervisor.config`` itself.
 """
@@ -21,6 +22,7 @@ from supervisor.config.model import (
     loads,
 )
 from supervisor.config.net import is_loopback
+from supervisor.config.ready import JsonCondition, ReadyWhen
 
-__all__ = ["REDACTED", "Config", "ConfigError", "GatewayConfig", "ProviderConfig",
-           "SupervisorConfig", "is_loopback", "load", "loads"]
+__all__ = ["REDACTED", "Config", "ConfigError", "GatewayConfig", "JsonCondition",
+           "ProviderConfig", "ReadyWhen", "SupervisorConfig", "is_loopback", "load", "loads"]

@@ -9,7 +9,6 @@ from typing import Any
 
 RUNTIMES = ("python", "node", "go", "deno")
 UNKNOWN_MODEL_POLICIES = ("default", "reject")
-READY_WHEN = ("2xx", "any")
 # The gateway's strategy registry (gateway/strategies.py) has exactly these names, in this order;
 # tests/test_strategies.py pins the two equal, so the config never needs to import the gateway.
 STRATEGY_NAMES = ("round_robin", "least_connections", "response_time", "random",
@@ -41,8 +40,8 @@ def check_provider(p: dict[str, Any], where: str, problems: list[str]) -> None:
         bad("ref", "required with repo (pin a commit, never a branch)")
     if not p.get("health", "/").startswith("/"):
         bad("health", f"must be a path starting with '/', got {p['health']!r}")
-    if p.get("ready_when", "2xx") not in READY_WHEN:
-        bad("ready_when", f"must be one of {', '.join(READY_WHEN)}, got {p['ready_when']!r}")
+    if (p.get("canary_interval") or 0) < 0:
+        bad("canary_interval", f"must be 0 (off) or more seconds, got {p['canary_interval']}")
     if p.get("weight", 1) < 1:
         bad("weight", f"must be at least 1, got {p['weight']}")
     for i, pattern in enumerate(p.get("error_patterns", ())):
@@ -97,6 +96,7 @@ def check_gateway(
         if p.get("port") == port:
             problems.append(f"{where}: port: {port} is also the port of provider {p.get('name')!r}")
     _check_answer_limits(gw, where, problems)
+    _check_canary(gw, where, problems)
 
 
 def _check_answer_limits(gw: dict[str, Any], where: str, problems: list[str]) -> None:
@@ -108,6 +108,15 @@ def _check_answer_limits(gw: dict[str, Any], where: str, problems: list[str]) ->
     if gw.get("max_response_bytes", 1) < 1:
         problems.append(f"{where}: max_response_bytes: must be at least 1, "
                         f"got {gw['max_response_bytes']}")
+
+
+def _check_canary(gw: dict[str, Any], where: str, problems: list[str]) -> None:
+    """The canary's interval is 0 (off) or positive; its prompt is not empty."""
+    if gw.get("canary_interval", 0) < 0:
+        problems.append(f"{where}: canary_interval: must be 0 (off) or more seconds, "
+                        f"got {gw['canary_interval']}")
+    if not gw.get("canary_prompt", "ping"):
+        problems.append(f"{where}: canary_prompt: must not be empty")
 
 
 def check_model_groups(

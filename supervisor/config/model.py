@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from supervisor.config.checks import check_gateway, check_provider
+from supervisor.config.ready import ReadyWhen
 from supervisor.config.schema import fields_of, kind, unknown_fields
 from supervisor.config.secrets import expand, expand_tracked, read_dotenv
 
@@ -77,6 +78,10 @@ class GatewayConfig:
     max_clients: int = 16384  # client connections at once; past it, 503 at once
     total_timeout: float = 180.0  # a whole non-streaming answer, from the request to its end
     max_response_bytes: int = 32 * 1024 * 1024  # a non-streaming answer's body
+    # seconds without traffic after which a ready provider gets one tiny real chat (0: off,
+    # the default: each canary spends the provider's upstream quota); see gateway/canary.py
+    canary_interval: float = 0.0
+    canary_prompt: str = "ping"
 
 
 @dataclass(frozen=True)
@@ -125,7 +130,7 @@ class ProviderConfig:
     install: tuple[tuple[str, ...], ...] | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     health: str = "/v1/models"
-    ready_when: str = "2xx"
+    ready_when: ReadyWhen = ReadyWhen()  # "2xx", "any", or {status, json: "tokens.active > 0"}
     key: str | None = None
     models: tuple[str, ...] = ()
     weight: int = 1
@@ -135,6 +140,8 @@ class ProviderConfig:
     description: str = ""
     # texts of answers that are really upstream errors: substrings, or /regexes/
     error_patterns: tuple[str, ...] = ()
+    canary_interval: float | None = None  # None: gateway.canary_interval; 0: off for this one
+    canary_model: str | None = None  # None: its default model
     secret_env: frozenset[str] = field(default=frozenset(), metadata=_DERIVED)
     secret_args: frozenset[int] = field(default=frozenset(), metadata=_DERIVED)
     key_is_secret: bool = field(default=False, metadata=_DERIVED)
@@ -233,6 +240,7 @@ class Config:
             d["env"] = p.shown_env()
             d["key"] = REDACTED if p.key else None  # per-provider keys stay server-side
             d["start"] = p.shown_argv(p.start)
+            d["ready_when"] = p.ready_when.shown()
             for k in ("secret_env", "secret_args", "key_is_secret"):
                 d.pop(k)
             d["missing_secrets"] = list(p.missing_secrets)

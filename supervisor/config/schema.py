@@ -1,4 +1,8 @@
-"""Typed parsing of plain YAML data into dataclass fields, collecting every problem."""
+"""Typed parsing of plain YAML data into dataclass fields, collecting every problem.
+
+Besides plain types, tuples and mappings, a field's type may parse itself: a class with a
+``from_yaml(value) -> (parsed, problem)`` classmethod (:class:`~supervisor.config.ready.ReadyWhen`).
+"""
 
 from __future__ import annotations
 
@@ -25,14 +29,19 @@ def fields_of(cls: type, raw: dict[str, Any], where: str, problems: list[str]) -
                 problems.append(f"{where}: {name}: missing required field")
             continue
         value, err = _coerce(raw[name], hints[name])
-        if err:
-            problems.append(f"{where}: {name}: {err}")
+        if err:  # a problem that starts with "." names a sub-field: "ready_when.json: ..."
+            problems.append(f"{where}: {name}{err}" if err.startswith(".") else
+                            f"{where}: {name}: {err}")
         else:
             out[name] = value
     return out
 
 
 def _coerce(value: Any, tp: Any) -> tuple[Any, str | None]:
+    from_yaml = getattr(tp, "from_yaml", None)
+    if from_yaml is not None:  # a type that parses itself (ReadyWhen)
+        parsed: tuple[Any, str | None] = from_yaml(value)
+        return parsed
     origin, args = typing.get_origin(tp), typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:

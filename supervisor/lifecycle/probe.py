@@ -5,7 +5,11 @@ One HTTP GET of the provider's health path answers two questions:
 - **alive** (liveness, and the startup probe): the process answered at all. Any HTTP status,
   even 4xx/5xx, means alive: several providers' probe paths ask their upstream site, which may
   refuse. Connection refused, a reset or a timeout means not alive.
-- **ready** (readiness): alive, and with ``ready_when: 2xx`` a 2xx status.
+- **ready** (readiness): alive, and with ``ready_when: 2xx`` a 2xx status; with a ``json``
+  condition (``ready_when: {status: 2xx, json: "tokens.active > 0"}``) also a JSON body, read
+  up to :data:`MAX_BODY_BYTES`, that meets it. A body that is too big, not JSON, lacks the
+  path or fails the condition means alive but not ready, and the result says why
+  (``tokens.active > 0 is false (tokens.active = 0)``).
 
 What the supervisor does with the answers (grace period, thresholds) lives in the manager;
 this module only asks, and never takes longer than the probe timeout.
@@ -14,13 +18,15 @@ this module only asks, and never takes longer than the probe timeout.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass
 
 import httpx
 
-from supervisor.config import ProviderConfig
+from supervisor.config import JsonCondition, ProviderConfig
 
+MAX_BODY_BYTES = 64 * 1024  # a health answer with a json condition is read up to this
 
 @dataclass(frozen=True)
 class ProbeResult:
@@ -30,12 +36,12 @@ class ProbeResult:
     ready: bool
     ms: float
     status: int | None = None
-    error: str | None = None
+    error: str | None = None  # why it is not alive, or (with a status) why not ready
 
     def describe(self) -> str:
-        if self.status is not None:
-            return f"HTTP {self.status}"
-        return self.error or "no answer"
+        if self.error is not None:
+            return self.error
+        return f"HTTP {self.status}" if self.status is not None else "no answer"
 
 
 class Prober:
@@ -60,19 +66,45 @@ class Prober:
         started = time.perf_counter()
         try:
             # The outer timeout guards against anything httpx's own timeouts do not cover.
-            status = await asyncio.wait_for(self._status(url, headers), self.timeout + 1.0)
+            status, why = await asyncio.wait_for(self._ask(url, headers, provider),
+                                                 self.timeout + 1.0)
         except (httpx.HTTPError, asyncio.TimeoutError, OSError) as exc:
             return ProbeResult(False, False, _ms(started), error=_reason(exc))
-        ready = provider.ready_when == "any" or 200 <= status < 300
-        return ProbeResult(True, ready, _ms(started), status=status)
+        ready = provider.ready_when.accepts(status) and why is None
+        return ProbeResult(True, ready, _ms(started), status=status, error=why)
 
-    async def _status(self, url: str, headers: dict[str, str]) -> int:
-        # Only the status line matters: the body (possibly an endless stream) is never read.
+    async def _ask(self, url: str, headers: dict[str, str], provider: ProviderConfig,
+                   ) -> tuple[int, str | None]:
+        """The status, and why the body does not meet the json condition (None if it does).
+
+        Without a json condition only the status line is read: the body (possibly an endless
+        stream) never is. With one, at most MAX_BODY_BYTES of it, and only after a status
+        that may mean ready.
+        """
+        condition = provider.ready_when.json
         async with self._client.stream("GET", url, headers=headers) as response:
-            return response.status_code
+            status = response.status_code
+            if condition is None or not provider.ready_when.accepts(status):
+                return status, None
+            body = b""
+            async for piece in response.aiter_bytes():
+                body += piece
+                if len(body) > MAX_BODY_BYTES:
+                    return status, f"HTTP {status}, an answer over {MAX_BODY_BYTES // 1024} " \
+                                   f"KiB, so {condition} cannot be checked"
+            return status, _judge(body, status, condition)
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+def _judge(body: bytes, status: int, condition: JsonCondition) -> str | None:
+    """None when the body is JSON that meets ``condition``, else why not."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return f"HTTP {status}, an answer that is not JSON, so {condition} cannot be checked"
+    return condition.check(data)
 
 
 def _ms(started: float) -> float:

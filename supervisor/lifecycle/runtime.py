@@ -316,8 +316,8 @@ class ProviderRuntime(Lifecycle):
             self.policy.on_ready()
         elif state is not None:
             self.policy.on_not_ready()
-        if state is not None:
-            self.transition(state)
+        if state is not None:  # leaving ready says why (the probe's reason) in last_error
+            self.transition(state, None if result.ready else f"health probe: {result.describe()}")
 
     def _say(self, line: str) -> None:
         self.log.note(line)
