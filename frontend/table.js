@@ -1,15 +1,16 @@
 // The providers table: one <tr> per provider, created once and updated in place on every poll
 // (so focus, an open model list and a button's progress survive), plus a detail row under it
-// that shows a failed provider's reason in full, missing secrets and warnings.
+// that shows a failed provider's reason in full, why it does not serve, missing secrets and
+// warnings.
 
-import { DASH, bytes, count, duration, el, ms, setText } from "./format.js";
+import { DASH, bytes, clock, count, duration, el, ms, setText } from "./format.js";
 
 export const ACTIONS = ["start", "stop", "restart"];
 const BUSY_LABEL = { start: "Start…", stop: "Stop…", restart: "Restart…" };
 export const BUSY_TEXT = { start: "starting…", stop: "stopping…", restart: "restarting…" };
 const DONE_LABEL = { start: "started", stop: "stopped", restart: "restarted" };
 const LABEL = { start: "Start", stop: "Stop", restart: "Restart" };
-const COLUMNS = 13;
+const COLUMNS = 14;
 
 // A button is offered only where it can do something (start runs a stopped or failed
 // provider; the others are already on their way); the gateway still has the last word.
@@ -40,6 +41,8 @@ function buildRow(name) {
   nameCell.append(el("span", { class: "pname" }, name), el("span", { class: "pdesc" }));
   const state = cell("state");
   state.append(el("span", { class: "badge", "data-testid": "state" }));
+  const serving = cell("serving");
+  serving.append(el("span", { class: "badge serving", "data-testid": "serving" }));
   const pid = cell("pid", { class: "num" });
   pid.append(el("span", { class: "pid" }), el("span", { class: "sub res" }));
   const models = cell("models");
@@ -49,7 +52,7 @@ function buildRow(name) {
   tr.append(
     nameCell, cell("port", { class: "num" }), state, pid,
     cell("uptime", { class: "num" }), cell("restarts", { class: "num" }),
-    cell("health", { class: "num" }), cell("reqs", { class: "num" }),
+    cell("health", { class: "num" }), serving, cell("reqs", { class: "num" }),
     cell("errors", { class: "num" }), cell("in_flight", { class: "num" }),
     cell("latency", { class: "num" }), models, buildActions(name),
   );
@@ -91,8 +94,25 @@ function resourcesText(row) {
   return [cpu, rss].filter(Boolean).join(" · ");
 }
 
+// Whether its answers are really answers (the gateway's outcomes), beside the lifecycle state.
+const NOT_SERVING = ["failing", "rate_limited", "auth_failed"];
+
+function lastFailure(row) {
+  if (!row.serving_class) return "";
+  const at = Number.isFinite(row.serving_error_at)
+    ? ` at ${clock(new Date(row.serving_error_at * 1000))}` : "";
+  return `${row.serving_class}${at}: ${row.serving_error || ""}`;
+}
+
+function servingTitle(row) {
+  const failure = lastFailure(row);
+  const head = `serving: ${row.serving}`;
+  return failure ? `${head}\nlast failure: ${failure}` : head;
+}
+
 function detailLines(row) {
   const lines = [];
+  if (NOT_SERVING.includes(row.serving)) lines.push([row.serving.replace("_", " "), lastFailure(row)]);
   const showError = row.last_error && !["ready", "stopped"].includes(row.state);
   if (showError) lines.push([row.state === "failed" ? "failed" : "last error", row.last_error]);
   if (row.missing_secrets && row.missing_secrets.length) {
@@ -161,6 +181,10 @@ export class ProviderTable {
     setText(badge, row.state);
     badge.dataset.state = row.state;
     tr.dataset.state = row.state;
+    const serving = f("serving").querySelector(".serving");
+    setText(serving, row.serving || "unknown");
+    serving.dataset.serving = row.serving || "unknown";
+    serving.title = servingTitle(row);
     setText(f("pid").querySelector(".pid"), row.pid ? String(row.pid) : DASH);
     setText(f("pid").querySelector(".res"), resourcesText(row));
     setText(f("uptime"), row.state === "ready" || row.pid ? duration(row.uptime_s) : DASH);

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 
+from gateway.errors import FailureClass
 from gateway.routing import Backend
 from gateway.stats import BUCKETS
 from supervisor.view import State
@@ -46,6 +47,7 @@ def _lines(backends: list[Backend], strategy: str) -> Iterator[str]:
         yield f"# HELP {name} {help_text}\n# TYPE {name} {kind}\n"
         for b in backends:
             yield f'{name}{{provider="{_label(b.name)}"}} {values[name](b)}\n'
+    yield from _attempts(backends)
     yield from _histogram(backends)
     yield ("# HELP unigw_provider_state 1 for each provider's current state.\n"
            "# TYPE unigw_provider_state gauge\n")
@@ -59,6 +61,21 @@ def _lines(backends: list[Backend], strategy: str) -> Iterator[str]:
            f"# TYPE unigw_providers_ready gauge\nunigw_providers_ready {ready}\n")
     yield ("# HELP unigw_strategy The load-balancing strategy in use.\n"
            f'# TYPE unigw_strategy gauge\nunigw_strategy{{strategy="{_label(strategy)}"}} 1\n')
+
+
+def _attempts(backends: list[Backend]) -> Iterator[str]:
+    """Ended attempts by outcome: ``ok`` (the answered ones, the latency histogram's count) or
+    the failure class (excused ``client_error`` ones included). Attempts in flight, and
+    streams whose client went away first, are in none."""
+    name = "unigw_attempts_total"
+    yield (f"# HELP {name} Ended attempts at each provider, by outcome (ok or failure class).\n"
+           f"# TYPE {name} counter\n")
+    for b in backends:
+        label = _label(b.name)
+        yield f'{name}{{provider="{label}",outcome="ok"}} {b.stats.latency_count}\n'
+        for kind in FailureClass:
+            count = b.stats.failures[kind]
+            yield f'{name}{{provider="{label}",outcome="{kind.value}"}} {count}\n'
 
 
 def _histogram(backends: list[Backend]) -> Iterator[str]:

@@ -339,7 +339,8 @@ class Proxy:
             try:
                 async for data in events:
                     for payload in _data_lines(data):
-                        if payload == b"[DONE]":
+                        if payload == b"[DONE]":  # a clean end: the verdict is OK, now
+                            opened.finish(Outcome.OK)  # (returning closes events() paused)
                             return
                         chunk = json.loads(payload)
                         if isinstance(chunk, dict):

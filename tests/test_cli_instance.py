@@ -38,6 +38,11 @@ STATUS_FIELDS = {
     "errors",
     "in_flight",
     "latency_ms",
+    "serving",
+    "serving_class",
+    "serving_error",
+    "serving_error_at",
+    "failures",
 }
 
 
@@ -120,6 +125,11 @@ def test_status_json_is_get_providers_with_every_field(instance: Instance) -> No
     for row in data["providers"]:
         assert STATUS_FIELDS <= set(row), STATUS_FIELDS - set(row)
         assert row["pid"] and psutil.pid_exists(row["pid"])
+        assert (row["serving"], row["serving_class"], row["failures"]["timeout"]) == (
+            "unknown", None, 0)  # no traffic yet
+    answer = httpx.post(instance.url("/v1/chat/completions"), timeout=10, json={
+        "model": "m-a", "messages": [{"role": "user", "content": "hi"}]})
+    assert answer.status_code == 200
     table = unigw(instance.path, "status")
     assert table.returncode == 0
     header, *lines = table.stdout.splitlines()
@@ -131,6 +141,7 @@ def test_status_json_is_get_providers_with_every_field(instance: Instance) -> No
         "UPTIME",
         "RESTARTS",
         "HEALTH",
+        "SERVING",
         "REQS",
         "ERRORS",
         "LAST_ERROR",
@@ -139,6 +150,8 @@ def test_status_json_is_get_providers_with_every_field(instance: Instance) -> No
         ["a", str(instance.providers[0]["port"]), "ready"],
         ["b", str(instance.providers[1]["port"]), "ready"],
     ]
+    serving = header.index("SERVING")
+    assert [line[serving:].split()[0] for line in lines] == ["ok", "unknown"]  # a answered
 
 
 def test_logs_n_prints_the_last_lines_of_the_provider_output(instance: Instance) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.server
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -423,6 +424,37 @@ def test_traffic_shows_in_the_table_and_the_charts(dashboard) -> None:
                   let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; }"""
     )
     assert painted > 100
+
+
+def _pinned_chat(provider: str, model: str) -> httpx.Response:
+    return httpx.post(
+        f"{GATEWAY}/v1/chat/completions", headers={"X-Unigw-Provider": provider}, timeout=10,
+        json={"model": model, "messages": [{"role": "user", "content": "are you serving?"}]})
+
+
+def test_a_failed_call_shows_failing_with_its_message_until_a_good_call(dashboard) -> None:
+    page, _ = dashboard
+    name, port = "TalkAI", dict(PROVIDERS)["TalkAI"]
+    model = rows()[name]["models"][0]
+    badge = field(page, name, "serving").locator('[data-testid="serving"]')
+    detail = page.locator(f'tr[data-testid="provider-detail"][data-name="{name}"]')
+    echo = f"http://127.0.0.1:{port}/_echo/config"
+    assert httpx.post(echo, json={"failure": "text-502", "fail_first": 1}).status_code == 200
+    try:
+        assert _pinned_chat(name, model).status_code == 502
+        sync_api.expect(badge).to_have_text("failing")
+        sync_api.expect(badge).to_have_attribute("data-serving", "failing")
+        sync_api.expect(badge).to_have_attribute(
+            "title", re.compile(r"upstream_error at \d\d:\d\d:\d\d: Failed to call upstream"))
+        sync_api.expect(detail).to_be_visible()
+        sync_api.expect(detail).to_contain_text("Failed to call upstream")
+
+        assert _pinned_chat(name, model).status_code == 200  # fail_first: only the first failed
+        sync_api.expect(badge).to_have_text("ok")
+        sync_api.expect(badge).to_have_attribute("title", re.compile("last failure: upstream_error"))
+        sync_api.expect(detail).not_to_contain_text("Failed to call upstream")
+    finally:
+        httpx.post(echo, json={"failure": None, "fail_first": None})
 
 
 ATTACK_PAGE = """<!doctype html><html><body>

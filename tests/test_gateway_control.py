@@ -141,3 +141,9 @@ def test_metrics_parse_as_prometheus_text(cluster: Cluster) -> None:
               if labels["provider"] == "a"]
     assert ("ready", 1.0) in states and sum(v for _, v in states) == 1
     assert samples["unigw_in_flight"]
+    attempts = {(labels["provider"], labels["outcome"]): v
+                for labels, v in samples["unigw_attempts_total"]}
+    outcomes = {"ok", "unreachable", "timeout", "upstream_error", "rate_limited", "auth_failed",
+                "client_error"}
+    assert set(attempts) == {(p, o) for p in "ab" for o in outcomes}
+    assert attempts["a", "ok"] == count["a"] and attempts["a", "ok"] + attempts["b", "ok"] >= 4

@@ -4,9 +4,9 @@ official ``openai``, ``anthropic`` and ``google-genai`` clients.
 
 The providers are echo processes; the gateway is ``gateway.app.create_app`` served by uvicorn
 on a real socket (tests/support/replay.py ``Bench``), in this process so a test can read the
-gateway's own record of each failure: :func:`recorded` is the one place that reads it (the
-in-process :class:`~gateway.stats.ProviderStats`; ``GET /providers`` gives only the
-``errors`` count so far, checked too).
+gateway's record of each failure: :func:`recorded` is the one place that reads it, from the
+user-visible surface (``GET /providers``: ``serving``, ``serving_class``, ``serving_error``,
+``failures``; ``/metrics``' ``unigw_attempts_total`` too).
 
 One bench serves the whole module: ``first`` is tried first (``model_specific``) and fails in
 the shape a test sets at run time (``POST /_echo/config``); ``second`` answers.
@@ -29,6 +29,7 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
 from support.echo import REPO_ROOT, EchoProc, start_echo
+from support.gateway import parse_prometheus
 from support.replay import Bench
 
 from gateway.errors import FailureClass
@@ -50,7 +51,7 @@ SHAPES: dict[str, dict[bool, tuple[FailureClass, str]]] = {
         False: (UPSTREAM, "zai 请求处理 错误: [Errno -3] Temporary failure in name resolution"),
         True: (UPSTREAM, "Stream processing failed after 5 retries: [Errno -3]")},
     "k2-role-then-close": {
-        False: (UPSTREAM, "the provider closed the connection mid-answer"),
+        False: (UPSTREAM, "the provider closed the connection mid-body"),
         True: (UPSTREAM, "the stream broke before any content")},
     "k2think-500": {
         False: (UPSTREAM, "非流式请求失败: [Errno -3] Temporary failure in name resolution"),
@@ -124,24 +125,36 @@ def slot(bench: Bench, name: str) -> EchoSlot:
 def first(bench: Bench) -> Iterator[EchoSlot]:
     """The provider tried first; back to answering normally after the test."""
     yield slot(bench, "first")
-    slot(bench, "first").configure(failure=None, failure_delay=0, status=None)
+    slot(bench, "first").configure(failure=None, fail_first=None, failure_delay=0, status=None)
     slot(bench, "second").configure(failure=None, status=None)
 
 
+def row(bench: Bench, name: str) -> dict[str, Any]:
+    """``name``'s row of ``GET /providers``, as ``unigw status --json`` and the dashboard see it."""
+    with bench.http() as http:
+        rows = http.get("/providers").json()["providers"]
+    return next(r for r in rows if r["name"] == name)
+
+
 def recorded(bench: Bench, name: str) -> tuple[int, FailureClass | None, str, Serving]:
-    """What the gateway shows of ``name``'s failures: (failed attempts, class and message of the
-    last one, serving). The in-process stats; switch to ``GET /providers``' ``serving`` and
-    failure fields once the status rows carry them."""
-    s = bench.stats(name)
-    last = s.last_failure
-    return (sum(s.failures.values()), last.kind if last else None, last.message if last else "",
-            s.serving(time.monotonic()))
+    """What the gateway shows of ``name``'s failures in its ``GET /providers`` row: (failed
+    attempts, class and message of the last one, serving)."""
+    r = row(bench, name)
+    kind = r["serving_class"]
+    return (sum(r["failures"].values()), FailureClass(kind) if kind else None,
+            r["serving_error"] or "", Serving(r["serving"]))
 
 
 def errors_row(bench: Bench, name: str) -> int:
+    return int(row(bench, name)["errors"])
+
+
+def attempts(bench: Bench, name: str, outcome: str) -> float:
+    """``unigw_attempts_total`` of ``name`` and ``outcome`` in ``GET /metrics``."""
     with bench.http() as http:
-        rows = http.get("/providers").json()["providers"]
-    return int(next(r for r in rows if r["name"] == name)["errors"])
+        samples = parse_prometheus(http.get("/metrics").text)
+    return next(v for labels, v in samples["unigw_attempts_total"]
+                if labels == {"provider": name, "outcome": outcome})
 
 
 # -- the three clients: one call each, (reply text, provider that answered or None) ----------
@@ -198,17 +211,39 @@ def test_each_failure_shape_fails_over_unseen_and_is_recorded_with_its_class_and
     second = slot(bench, "second")
     failed_before, answered_before = first.stats()["chats_failed"], second.chats()
     count_before, errors_before = recorded(bench, "first")[0], errors_row(bench, "first")
+    kind, message = SHAPES[shape][stream]
+    metric_before = attempts(bench, "first", kind.value)
 
     assert CLIENTS[client](bench, stream) == PROMPT  # the second's answer, and no error
 
     assert first.stats()["chats_failed"] == failed_before + 1
     assert second.chats() == answered_before + 1
-    kind, message = SHAPES[shape][stream]
     count, last_kind, last_message, serving = recorded(bench, "first")
     assert (count, last_kind, serving) == (count_before + 1, kind, Serving.FAILING)
     assert message in last_message
     assert errors_row(bench, "first") == errors_before + 1
+    assert attempts(bench, "first", kind.value) == metric_before + 1
     assert recorded(bench, "second")[3] is Serving.OK
+
+
+# -- a good answer after a failure: serving is ok again, and the answer is counted ------------
+
+@pytest.mark.parametrize(("client", "stream"), [
+    ("openai", False), ("openai", True), ("anthropic", False), ("google-genai", False),
+    ("anthropic", True), ("google-genai", True)])
+def test_a_good_answer_after_a_failure_shows_serving_ok_and_counts_as_ok(
+        bench: Bench, first: EchoSlot, client: str, stream: bool) -> None:
+    first.configure(failure="text-502", fail_first=1)
+    assert CLIENTS[client](bench, stream) == PROMPT  # first fails, second answers
+    assert recorded(bench, "first")[3] is Serving.FAILING
+    ok_before = attempts(bench, "first", "ok")
+
+    assert CLIENTS[client](bench, stream) == PROMPT  # first answers this time
+
+    count, kind, message, serving = recorded(bench, "first")
+    assert (kind, serving) == (FailureClass.UPSTREAM_ERROR, Serving.OK)  # the failure stays
+    assert "Failed to call upstream" in message
+    assert attempts(bench, "first", "ok") == ok_before + 1
 
 
 # -- every candidate fails before content: one 502 naming each ---------------------------------
@@ -216,7 +251,7 @@ def test_each_failure_shape_fails_over_unseen_and_is_recorded_with_its_class_and
 def both_named(message: str) -> None:
     assert "every provider tried failed (2)" in message
     assert "first: HTTP 502 (Failed to call upstream) [upstream_error]" in message
-    assert "second: " in message and "the provider closed the connection mid-answer" in message
+    assert "second: " in message and "the provider closed the connection mid-body" in message
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
@@ -270,7 +305,7 @@ def test_a_providers_400_reaches_each_client_as_400_with_no_failover_and_no_ejec
     second = slot(bench, "second")
     answered_before = second.chats()
     stats = bench.stats("first")
-    serving_before, consecutive_before = stats.serving(time.monotonic()), stats.consecutive_failures
+    serving_before, consecutive_before = recorded(bench, "first")[3], stats.consecutive_failures
     with pytest.raises(openai.BadRequestError) as oa:
         ask_openai(bench, False)
     assert "echo: forced status 400" in oa.value.message
@@ -281,9 +316,11 @@ def test_a_providers_400_reaches_each_client_as_400_with_no_failover_and_no_ejec
         ask_gemini(bench, False)
     assert ge.value.code == 400 and "echo: forced status 400" in (ge.value.message or "")
     assert second.chats() == answered_before  # no failover
-    assert stats.last_failure is not None and stats.last_failure.kind is FailureClass.CLIENT_ERROR
-    assert stats.last_failure.blamed is False and "forced status 400" in stats.last_failure.message
-    assert stats.failures[FailureClass.CLIENT_ERROR] == 3
+    shown = row(bench, "first")
+    assert shown["serving_class"] == "client_error"
+    assert "forced status 400" in shown["serving_error"]
+    assert shown["failures"]["client_error"] == 3
+    assert stats.last_failure is not None and stats.last_failure.blamed is False
     assert stats.ejected_until <= time.monotonic() and not stats.auth_blocked  # not ejected
     assert stats.consecutive_failures == consecutive_before  # no verdict on the provider
-    assert stats.serving(time.monotonic()) is serving_before
+    assert Serving(shown["serving"]) is serving_before

@@ -8,7 +8,9 @@ import json
 
 import pytest
 
-from gateway.rows import ProviderRow
+from gateway.errors import FailureClass
+from gateway.rows import ERROR_CHARS, ProviderRow
+from gateway.stats import Failure, Serving
 from supervisor.cli.output import StatusRow, health, status_cells, status_table
 from supervisor.view import ProviderStatus, State
 
@@ -33,7 +35,8 @@ def test_a_row_survives_json_and_back_unchanged() -> None:
 
 def test_status_cells_are_formatted_from_the_typed_row() -> None:
     cells = status_cells(StatusRow(READY, reqs=7, errors=2))
-    assert cells == ["a", "8001", "ready", "4242", "1m15s", "1", "ok 12ms", "7", "2", "-"]
+    assert cells == ["a", "8001", "ready", "4242", "1m15s", "1", "ok 12ms", "unknown", "7", "2",
+                     "-"]
     failed = ProviderStatus(name="b", port=2, state=State.FAILED, last_error="missing  secret\nX")
     assert health(failed) == "-" and status_cells(StatusRow(failed, 0, 0))[-1] == "missing secret X"
 
@@ -43,3 +46,38 @@ def test_only_the_state_column_is_coloured_and_only_on_request() -> None:
     assert "\x1b[" not in status_table(rows)
     coloured = status_table(rows, colour=True).splitlines()[1]
     assert coloured.split()[2] == "\x1b[32mready\x1b[0m" and coloured.count("\x1b[") == 2
+
+
+def test_serving_and_the_last_failure_reach_the_json_and_the_cli_row() -> None:
+    failure = Failure(FailureClass.UPSTREAM_ERROR, "Failed to call upstream " + "x" * 400, 502,
+                      1_700_000_000.1234)
+    row = ProviderRow(READY, 3, 1, 0, 5.0, Serving.FAILING, failure,
+                      {FailureClass.UPSTREAM_ERROR: 1})
+    data = json.loads(json.dumps(row.to_json()))
+    assert (data["serving"], data["serving_class"], data["serving_error_at"]) == (
+        "failing", "upstream_error", 1_700_000_000.123)
+    assert data["serving_error"].startswith("Failed to call upstream")
+    assert len(data["serving_error"]) == ERROR_CHARS
+    assert data["failures"] == {kind.value: int(kind is FailureClass.UPSTREAM_ERROR)
+                                for kind in FailureClass}
+    parsed = StatusRow.from_json(data)
+    assert parsed.serving == "failing"
+    cells = status_cells(parsed)
+    assert cells[7] == "failing" and cells[-1].startswith("upstream_error: Failed to call")
+
+
+def test_a_row_with_no_failure_has_null_serving_fields_and_zero_counts() -> None:
+    data = ProviderRow(READY, 0, 0, 0, None).to_json()
+    assert (data["serving"], data["serving_class"], data["serving_error"],
+            data["serving_error_at"]) == ("unknown", None, None, None)
+    assert set(data["failures"].values()) == {0}
+
+
+def test_last_error_shows_the_supervisors_error_unless_a_ready_provider_does_not_serve() -> None:
+    backoff = ProviderStatus(name="b", port=2, state=State.BACKOFF, last_error="exited 1")
+    failing = StatusRow(backoff, 1, 1, "failing", "timeout: no answer within 5s")
+    assert status_cells(failing)[-1] == "exited 1"  # the process is the news
+    recovered = StatusRow(READY, 1, 1, "ok", "timeout: no answer within 5s")
+    assert status_cells(recovered)[-1] == "-"
+    limited = StatusRow(READY, 1, 1, "rate_limited", "rate_limited: slow down")
+    assert status_cells(limited)[-1] == "rate_limited: slow down"

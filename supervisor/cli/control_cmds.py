@@ -17,7 +17,8 @@ from supervisor.view import State
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print GET /providers as one JSON object.")
 def status(config_path: str, as_json: bool) -> None:
-    """One row per provider: NAME PORT STATE PID UPTIME RESTARTS HEALTH REQS ERRORS LAST_ERROR."""
+    """One row per provider: NAME PORT STATE PID UPTIME RESTARTS HEALTH SERVING REQS ERRORS
+    LAST_ERROR."""
     data = call(config_path, lambda c: c.get("/providers"))
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -30,7 +31,7 @@ def status(config_path: str, as_json: bool) -> None:
         from supervisor.cli import live
 
         live.print_status(output.STATUS_COLUMNS, [output.status_cells(r) for r in rows],
-                          state_col=2)
+                          state_col=2, serving_col=output.STATUS_COLUMNS.index("SERVING"))
     else:
         click.echo(output.status_table(rows))
     for r in rows:

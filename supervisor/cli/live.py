@@ -34,7 +34,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from supervisor.cli.output import STATE_COLOURS
+from supervisor.cli.output import SERVING_COLOURS, STATE_COLOURS
 from supervisor.cli.progress import DONE_STATES, plain_text, step_of, summary
 from supervisor.view import ProviderView
 
@@ -258,13 +258,18 @@ class _QuietFor(logging.Filter):
         return record.getMessage().split(":", 1)[0] not in self.names
 
 
-def print_status(header: Sequence[str], rows: Sequence[Sequence[str]], state_col: int) -> None:
-    """``unigw status`` on a terminal: the same columns as a table, the state coloured."""
+def print_status(header: Sequence[str], rows: Sequence[Sequence[str]], state_col: int,
+                 serving_col: int | None = None) -> None:
+    """``unigw status`` on a terminal: the same columns as a table, the state (and serving)
+    coloured."""
     table = Table(box=None, pad_edge=False, header_style="bold")
     for h in header:
         table.add_column(h, no_wrap=True, overflow="ellipsis")
     for r in rows:
         cells: list[str | Text] = list(r)
         cells[state_col] = Text(r[state_col], style=_BY_VALUE.get(r[state_col], ""))
+        if serving_col is not None:
+            cells[serving_col] = Text(r[serving_col],
+                                      style=SERVING_COLOURS.get(r[serving_col], ""))
         table.add_row(*cells)
     Console(highlight=False).print(table)

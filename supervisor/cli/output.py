@@ -23,6 +23,7 @@ STATUS_COLUMNS = (
     "UPTIME",
     "RESTARTS",
     "HEALTH",
+    "SERVING",
     "REQS",
     "ERRORS",
     "LAST_ERROR",
@@ -35,16 +36,25 @@ STATE_COLOURS = {
     State.BACKOFF: "yellow",
     State.FAILED: "red",
 }
+SERVING_COLOURS = {"ok": "green", "rate_limited": "yellow", "failing": "red",
+                   "auth_failed": "red"}  # "unknown": uncoloured
 _HEALTH = {"ok": True, "fail": False, None: None}  # the JSON's "health" → probe_ok
+_NOT_SERVING = frozenset(("failing", "rate_limited", "auth_failed"))
 
 
 @dataclass(frozen=True)
 class StatusRow:
-    """One provider as ``GET /providers`` shows it: its status and the gateway's counters."""
+    """One provider as ``GET /providers`` shows it: its status and the gateway's counters.
+
+    ``serving`` is the row's ``serving`` value; ``serving_error`` its latest failed attempt as
+    ``class: message`` (None before any), see :mod:`gateway.rows`.
+    """
 
     status: ProviderStatus
     reqs: int
     errors: int
+    serving: str = "unknown"
+    serving_error: str | None = None
 
     @classmethod
     def from_json(cls, row: Mapping[str, Any]) -> StatusRow:
@@ -58,7 +68,17 @@ class StatusRow:
             warnings=tuple(row["warnings"]), enabled=row["enabled"],
             description=row["description"], missing_secrets=tuple(row["missing_secrets"]),
         )
-        return cls(status, row["reqs"], row["errors"])
+        error = row["serving_error"]
+        if error is not None:
+            error = f"{row['serving_class']}: {error}"
+        return cls(status, row["reqs"], row["errors"], str(row["serving"]), error)
+
+    def reason(self) -> str | None:
+        """What LAST_ERROR shows: a ready provider that does not serve says why (its latest
+        failed attempt); otherwise the supervisor's last error."""
+        if self.status.state is State.READY and self.serving in _NOT_SERVING:
+            return self.serving_error or self.status.last_error
+        return self.status.last_error
 
 
 def use_colour(stream: TextIO = sys.stdout) -> bool:
@@ -92,11 +112,11 @@ def health(status: ProviderStatus) -> str:
 def status_cells(row: StatusRow, last_error_width: int = 60) -> list[str]:
     """One provider's row as the cells of ``unigw status``."""
     s = row.status
-    err = " ".join((s.last_error or "-").split())
+    err = " ".join((row.reason() or "-").split())
     if len(err) > last_error_width:
         err = err[: last_error_width - 1] + "…"
     return [s.name, str(s.port), s.state.value, str(s.pid or "-"), duration(s.uptime_s),
-            str(s.restarts), health(s), str(row.reqs), str(row.errors), err]
+            str(s.restarts), health(s), row.serving, str(row.reqs), str(row.errors), err]
 
 
 def status_table(rows: Sequence[StatusRow], colour: bool = False) -> str:
