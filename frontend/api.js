@@ -71,6 +71,11 @@ export function control(action, name) {
   return request("POST", path);
 }
 
+/** Store a provider's missing secret (the value is sent once and answered with its name only). */
+export function storeSecret(provider, name, value) {
+  return request("POST", `/providers/${encodeURIComponent(provider)}/secret`, { name, value });
+}
+
 export function getLogs(name, lines = 200) {
   return request("GET", `/providers/${encodeURIComponent(name)}/logs?n=${lines}`);
 }

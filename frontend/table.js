@@ -4,6 +4,7 @@
 // warnings.
 
 import { DASH, bytes, clock, count, duration, el, ms, setText } from "./format.js";
+import { secretForms } from "./secrets.js";
 
 export const ACTIONS = ["start", "stop", "restart"];
 const BUSY_LABEL = { start: "Start…", stop: "Stop…", restart: "Restart…" };
@@ -198,7 +199,7 @@ export class ProviderTable {
     setText(f("latency"), ms(row.latency_ms));
     updateModels(f("models"), row.models || []);
     this.renderButtons(tr, row);
-    this.renderDetail(detail, detailLines(row));
+    this.renderDetail(detail, detailLines(row), row);
   }
 
   renderButtons(tr, row) {
@@ -212,16 +213,17 @@ export class ProviderTable {
     }
   }
 
-  renderDetail(detail, lines) {
-    const key = JSON.stringify(lines);
-    if (detail.dataset.key === key) return;
+  renderDetail(detail, lines, row) {
+    const missing = row.missing_secrets || [];
+    const key = JSON.stringify([lines, missing]);
+    if (detail.dataset.key === key) return; // unchanged: a half-typed secret stays as it is
     detail.dataset.key = key;
     detail.hidden = lines.length === 0;
     detail.firstChild.replaceChildren(...lines.map(([label, text]) => {
       const p = el("p", { class: `reason ${label.replace(/\s+/g, "-")}` });
       p.append(el("strong", {}, `${label}: `), el("span", { "data-testid": "reason" }, text));
       return p;
-    }));
+    }), ...secretForms(row.name, missing, (text) => this.setOutcome(row.name, "ok", text)));
   }
 
   /** Mark an action on one provider as under way (null: done); re-renders its buttons. */

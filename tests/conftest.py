@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.supervisor import kill_marked
@@ -32,3 +33,25 @@ def toolchain_state(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, l
     """A config whose state folder holds a bootstrapped Go and Deno, installed once per run,
     and the log lines of installing them (see :func:`support.toolchains.shared_state`)."""
     return shared_state(tmp_path_factory)
+
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; scripts/test installs it
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium through Playwright, for one dashboard test module (module
+    scope: Playwright's sync API owns the thread's event loop while it runs)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
