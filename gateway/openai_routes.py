@@ -26,6 +26,7 @@ from gateway.asgi import (
     read_body,
     send_bytes,
     send_error,
+    unless_gone,
 )
 from gateway.errors import OPENAI, BadRequest, GatewayError
 from gateway.proxy import Answer, ChatResult, Job, Opened
@@ -60,7 +61,8 @@ class Proxied:
         pin = pin_of(scope, headers)
         router = gateway.router
         plan = router.pinned(pin, model) if pin else router.plan(model)
-        result = await gateway.proxy.call(Job(self.path, body, raw, stream, plan))
+        job = Job(self.path, body, raw, stream, plan)
+        result = await unless_gone(receive, gateway.proxy.call(job))
         if isinstance(result, Answer):
             head = [(b"content-type", result.content_type),
                     (PIN_HEADER, result.backend.name.encode())]
@@ -73,20 +75,23 @@ def validate(path: str, body: dict[str, Any]) -> tuple[str, bool]:
     """``(model, stream)`` of a chat or completions request, or 400 naming the field."""
     model, stream = body.get("model"), body.get("stream", False)
     if not isinstance(model, str) or not model:
-        raise BadRequest("'model' is required and must be a non-empty string")
+        raise BadRequest("'model' is required and must be a non-empty string", param="model")
     if not isinstance(stream, bool):
-        raise BadRequest("'stream' must be true or false")
+        raise BadRequest("'stream' must be true or false", param="stream")
     if path == "/v1/completions":
         prompt = body.get("prompt")
         if not isinstance(prompt, (str, list)):
-            raise BadRequest("'prompt' is required and must be a string or a list")
+            raise BadRequest("'prompt' is required and must be a string or a list",
+                             param="prompt")
         return model, stream
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise BadRequest("'messages' is required and must be a non-empty list")
+        raise BadRequest("'messages' is required and must be a non-empty list",
+                         param="messages")
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise BadRequest(f"'messages[{i}]' must be an object with a string 'role'")
+            raise BadRequest(f"'messages[{i}]' must be an object with a string 'role'",
+                             param=f"messages[{i}]")
     return model, stream
 
 
@@ -135,7 +140,8 @@ async def one_shot_test(gateway: Gateway, request: Request) -> Response:
             else router.plan(model) if model else router.any_ready())
     chat = {"model": plan.model, "messages": [{"role": "user", "content": message}]}
     started = time.perf_counter()
-    result = await gateway.proxy.forward_chat(chat, plan=plan, stream=False)
+    result = await unless_gone(request.receive,
+                               gateway.proxy.forward_chat(chat, plan=plan, stream=False))
     assert isinstance(result, ChatResult)
     choices = result.body.get("choices") or [{}]
     reply = ((choices[0] or {}).get("message") or {}).get("content")
