@@ -63,8 +63,8 @@ class Guard:
         self.origins = {f"http://{name}:{port}" for name in names}
         wildcard = host in ("0.0.0.0", "::", "")
         self.any_host = wildcard and not allowed_hosts
-        own = {*LOOPBACK_NAMES, *allowed_hosts, *(() if wildcard else (host,))}
-        self.hosts = frozenset(_bracketed(name).lower() for name in own)
+        own = {*LOOPBACK_NAMES, *allowed_hosts, host}  # 0.0.0.0 too: the CLI may use it
+        self.hosts = frozenset(_bracketed(name).lower() for name in own if name)
         self.admin = f"Bearer {admin_key}".encode() if admin_key else None
 
     def own_host(self, host: str) -> bool:

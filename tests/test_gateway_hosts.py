@@ -69,6 +69,7 @@ def test_bound_to_every_interface_any_host_passes_unless_allowed_hosts_is_set() 
     assert Guard("::", PORT, "").own_host("10.0.0.7")
     locked = Guard("0.0.0.0", PORT, "", ("gateway.internal",))
     assert locked.own_host("gateway.internal:80") and locked.own_host("127.0.0.1")
+    assert locked.own_host("0.0.0.0:7999")  # the instance record's URL, which the CLI uses
     assert not locked.own_host("evil.example")
 
 
