@@ -83,7 +83,7 @@ class Gateway:
         self.config = config
         self.api_keys = tuple(k.encode() for k in gw.api_keys)
         self.max_body_bytes = gw.max_body_bytes
-        self.guard = Guard(gw.host, gw.port, gw.admin_key)
+        self.guard = Guard(gw.host, gw.port, gw.admin_key, gw.allowed_hosts)
         self.router.configure(RoutingSettings.of(gw))
         self.stats.on_outcome = OutlierPolicy.of(gw)
         self.proxy.first_byte_timeout = gw.first_byte_timeout
@@ -193,7 +193,7 @@ def create_app(config: Config, view: ProviderView) -> Starlette:
     table = routes(gateway)
     app = Starlette(
         routes=table,
-        middleware=[Middleware(OriginDoor, gateway=gateway),  # no other site's pages
+        middleware=[Middleware(OriginDoor, gateway=gateway, table=table),  # no other site
                     Middleware(HotPaths, table=table)],  # the hot path skips the router
         exception_handlers={GatewayError: handle_error, HTTPException: handle_error,
                             Exception: handle_error},

@@ -1,8 +1,10 @@
 """Control endpoints: health, metrics, provider status and start/stop/restart, logs, and the
 run-time config (the routes are listed in :mod:`gateway.routes`).
 
-None of them may be driven by another web site in the user's browser (CSRF). Every route
-refuses a request whose ``Origin`` is present and is not the gateway's own (:class:`OriginDoor`);
+None of them may be driven or read by another web site in the user's browser. Every route
+refuses a request whose ``Host`` is not one of the gateway's own names (DNS rebinding: a page
+whose name re-resolves to 127.0.0.1 sends its own name as ``Host``), and one whose ``Origin``
+is present and is not the gateway's own (CSRF), both in :class:`OriginDoor`;
 the control routes that change something (POST, PUT) also need ``X-Unigw-Client: <anything>``
 (a cross-site form cannot send a custom header, and a cross-site ``fetch`` with one needs a
 CORS preflight this gateway never grants: it has no CORS middleware) or
@@ -14,16 +16,25 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway import metrics
 from gateway.asgi import headers_of, parse_object, read_body, send_error
-from gateway.errors import BadRequest, Forbidden, NotFound
+from gateway.errors import (
+    OPENAI,
+    BadRequest,
+    Envelope,
+    Forbidden,
+    GatewayError,
+    NotFound,
+    envelope_of,
+)
 from gateway.rows import ProviderRow
 from gateway.strategies import STRATEGIES
 from supervisor.config import is_loopback
@@ -38,13 +49,35 @@ LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
 class Guard:
-    """The CSRF and admin checks of the control routes (see the module docstring)."""
+    """The Host, Origin, CSRF and admin checks (see the module docstring).
 
-    def __init__(self, host: str, port: int, admin_key: str) -> None:
+    The gateway's own host names are the loopback ones, the configured ``host`` and
+    ``allowed_hosts``, on any port (a port forward changes the port, not the name). Bound to
+    every interface (``0.0.0.0``, ``::``) with no ``allowed_hosts``, any ``Host`` is accepted:
+    clients then reach it by names and addresses it cannot know, keys are required for
+    ``/v1/*``, and its read-only routes are open to the network already.
+    """
+
+    def __init__(self, host: str, port: int, admin_key: str,
+                 allowed_hosts: tuple[str, ...] = ()) -> None:
         names = LOOPBACK_NAMES if is_loopback(host) else (host,)
         self.origins = {f"http://{name}:{port}" for name in names}
-        self.any_host = host in ("0.0.0.0", "::", "")
+        wildcard = host in ("0.0.0.0", "::", "")
+        self.any_host = wildcard and not allowed_hosts
+        own = {*LOOPBACK_NAMES, *allowed_hosts, host}  # 0.0.0.0 too: the CLI may use it
+        self.hosts = frozenset(_bracketed(name).lower() for name in own if name)
         self.admin = f"Bearer {admin_key}".encode() if admin_key else None
+
+    def own_host(self, host: str) -> bool:
+        """Whether a ``Host`` header names this gateway (any port)."""
+        if self.any_host:
+            return True
+        name = host.lower()
+        if name.startswith("["):
+            name = name[:name.find("]") + 1]
+        elif name.count(":") == 1:
+            name = name.partition(":")[0]
+        return name in self.hosts
 
     def check(self, request: Request) -> None:
         """The admin and client-header checks of a route that changes something (the Origin
@@ -61,36 +94,70 @@ class Guard:
                             "'Authorization: Bearer <admin_key>'", code="client_header_missing")
 
     def own(self, origin: str, host: str) -> bool:
-        """Whether ``origin`` is this gateway's (``host``: the request's Host header)."""
-        return origin in self.origins or (self.any_host and origin == f"http://{host}")
+        """Whether ``origin`` is this gateway's (``host``: the request's Host header, already
+        found to be one of the gateway's own by :meth:`own_host`)."""
+        return origin in self.origins or origin == f"http://{host}"
+
+
+def _bracketed(host: str) -> str:
+    """An IPv6 address as it appears in a ``Host`` header: ``[::1]``."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
 class OriginDoor:
-    """Raw ASGI, outermost: no route answers a request that another web site's page sent.
+    """Raw ASGI, outermost: no route answers a request another web site's page sent or reads.
 
-    Browsers put ``Origin`` on every cross-origin request that is not a plain GET of a
-    resource; other clients (the CLI, SDKs, curl) send none. So a present, foreign ``Origin``
-    is refused on every route: the control routes, and ``/v1/*``, which a page elsewhere
-    could otherwise drive through the user's browser with a form-encoded or text/plain POST.
+    First the ``Host``: a page at ``http://evil.example:7999`` whose name re-resolves to
+    127.0.0.1 (DNS rebinding) is same-origin to itself, so its browser lets it read any GET
+    and sends no ``Origin``; only its ``Host: evil.example:7999`` gives it away, so a ``Host``
+    that is not the gateway's own is refused (403 ``host_not_allowed``). A request without
+    ``Host`` (HTTP/1.0) comes from no browser and passes. Then the ``Origin``: browsers put it
+    on every cross-origin request that is not a plain GET of a resource; other clients (the
+    CLI, SDKs, curl) send none. So a present, foreign ``Origin`` is refused on every route:
+    the control routes, and ``/v1/*``, which a page elsewhere could otherwise drive through
+    the user's browser with a form-encoded or text/plain POST. (A query string that is not
+    ASCII, which HTTP forbids, is a 400 here too: Starlette fails decoding it.) Each refusal
+    is answered in the envelope of the route the request was for.
     """
 
-    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+    def __init__(self, app: ASGIApp, gateway: Gateway, table: Sequence[BaseRoute] = ()) -> None:
         self.app = app
         self.gateway = gateway
+        self.table = table  # the route table, to answer a refusal in its route's envelope
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            origin = host = None
-            for name, value in scope["headers"]:
-                if name == b"origin":
-                    origin = value.decode("latin-1")
-                elif name == b"host":
-                    host = value.decode("latin-1")
-            if origin is not None and not self.gateway.guard.own(origin, host or ""):
-                refusal = Forbidden(f"cross-origin request refused (Origin {origin!r} is not "
-                                    "this gateway)", code="cross_origin")
-                return await send_error(send, refusal)
+            refusal = self.refusal(scope)
+            if refusal is not None:
+                return await send_error(send, refusal, self.envelope(scope))
         await self.app(scope, receive, send)
+
+    def envelope(self, scope: Scope) -> Envelope:
+        """The envelope of the route this request is for (only a refusal pays for the lookup)."""
+        for route in self.table:
+            match, child = route.matches(scope)
+            if match is not Match.NONE:
+                return envelope_of(child)
+        return OPENAI
+
+    def refusal(self, scope: Scope) -> GatewayError | None:
+        """Why this request is refused at the door, or None."""
+        if not scope.get("query_string", b"").isascii():  # Starlette's URL decodes it as UTF-8
+            return BadRequest("the query string must be ASCII (percent-encode other bytes)")
+        origin = host = None
+        for name, value in scope["headers"]:
+            if name == b"origin":
+                origin = value.decode("latin-1")
+            elif name == b"host":
+                host = value.decode("latin-1")
+        guard = self.gateway.guard
+        if host is not None and not guard.own_host(host):
+            return Forbidden(f"request refused: Host {host!r} is not this gateway's (add it "
+                             "to gateway.allowed_hosts if it is)", code="host_not_allowed")
+        if origin is not None and not guard.own(origin, host or ""):
+            return Forbidden(f"cross-origin request refused (Origin {origin!r} is not this "
+                             "gateway)", code="cross_origin")
+        return None
 
 
 ACTIONS = ("start", "stop", "restart")
@@ -139,9 +206,10 @@ class Control:
 
     async def logs(self, request: Request) -> Response:
         name, n = request.path_params["name"], request.query_params.get("n", "200")
-        if not n.isdigit():
+        if not (n.isascii() and n.isdigit()):  # '²'.isdigit() is true, int('²') fails
             raise BadRequest("'n' must be a whole number of lines")
-        lines = self.gateway.view.log_tail(name, min(int(n), 10_000))
+        count = min(int(n), 10_000) if len(n) <= 6 else 10_000  # int() refuses 4,300+ digits
+        lines = self.gateway.view.log_tail(name, count)
         if lines is None:
             raise NotFound(f"unknown provider {name!r}", code="provider_not_found")
         return JSONResponse({"name": name, "lines": list(lines)})
@@ -212,6 +280,8 @@ def _config_changes(body: dict[str, Any]) -> dict[str, Any]:
         raise BadRequest(f"only 'strategy' and 'retries' can be changed at run time, not "
                          f"{', '.join(sorted(unknown))}")
     strategy, retries = body.get("strategy"), body.get("retries")
+    if strategy is not None and not isinstance(strategy, str):
+        raise BadRequest(f"'strategy' must be a string (known: {', '.join(STRATEGIES)})")
     if strategy is not None and strategy not in STRATEGIES:
         raise BadRequest(f"unknown strategy {strategy!r} (known: {', '.join(STRATEGIES)})",
                          code="unknown_strategy")

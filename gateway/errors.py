@@ -2,9 +2,11 @@
 
 Everything the gateway refuses or fails at is raised as one of these, and answered by
 :func:`answer` in the route's :class:`Envelope`: OpenAI's ``{"error": {"message", "type",
-"code"}}`` by default, Anthropic's or Gemini's on their routes. The raw ASGI endpoints send
-that answer themselves (:func:`gateway.asgi.send_error`); everything else, Starlette's own
-404/405 and any unexpected exception included, reaches :func:`handle_error`::
+"param", "code"}}`` by default (all four always present, as OpenAI's ``ErrorResponse`` schema
+requires: ``param`` names the request field to blame, or is null), Anthropic's or Gemini's on
+their routes. The raw ASGI endpoints send that answer themselves
+(:func:`gateway.asgi.send_error`); everything else, Starlette's own 404/405 and any unexpected
+exception included, reaches :func:`handle_error`::
 
     GatewayError                         status   type
     ├── BadRequest                       400      invalid_request_error
@@ -14,6 +16,7 @@ that answer themselves (:func:`gateway.asgi.send_error`); everything else, Starl
     ├── NotFound                         404      not_found_error       (model, provider, route)
     ├── MethodNotAllowed                 405      invalid_request_error (+ Allow)
     ├── NoProviderReady                  503      service_unavailable   (+ Retry-After)
+    ├── ClientGone                       499      client_closed         (nobody reads it)
     ├── ProviderRejected                 4xx      invalid_request_error (the provider's own)
     └── ProviderFailed                   502      upstream_error        (every candidate failed)
         ├── ProviderTimeout              504      timeout_error
@@ -49,7 +52,6 @@ their own status.
 from __future__ import annotations
 
 import enum
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,6 +63,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
+from gateway import jsonio
 from gateway.translate import anthropic, gemini
 
 
@@ -72,16 +75,18 @@ class GatewayError(Exception):
     code: str | None = None
 
     def __init__(self, message: str, *, code: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, param: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         self.headers = headers or {}
+        self.param = param  # the request field to blame, when there is one
 
     def body(self) -> dict[str, Any]:
         """The OpenAI error envelope."""
-        return {"error": {"message": self.message, "type": self.type, "code": self.code}}
+        return {"error": {"message": self.message, "type": self.type, "param": self.param,
+                          "code": self.code}}
 
 
 class BadRequest(GatewayError):
@@ -113,6 +118,13 @@ class NoProviderReady(GatewayError):
 
     def __init__(self, message: str, *, retry_after: int = 2, code: str | None = None) -> None:
         super().__init__(message, code=code, headers={"Retry-After": str(retry_after)})
+
+
+class ClientGone(GatewayError):
+    """The client went away before its answer: the work for it was cancelled, and the answer
+    (sent to a closed connection, which the server drops) is for the record only."""
+
+    status_code, type, code = 499, "client_closed", "client_gone"
 
 
 class ProviderFailed(GatewayError):
@@ -296,8 +308,7 @@ def answer(exc: GatewayError, envelope: Envelope = OPENAI) -> tuple[int, dict[st
     The raw ASGI endpoints send it (:func:`gateway.asgi.send_error`); :func:`handle_error`
     makes it a Starlette response.
     """
-    body = json.dumps(envelope.shape(exc), ensure_ascii=False, separators=(",", ":"))
-    return exc.status_code, exc.headers, body.encode()
+    return exc.status_code, exc.headers, jsonio.dumps(envelope.shape(exc))
 
 
 def envelope_of(scope: Scope) -> Envelope:
@@ -312,7 +323,7 @@ def as_gateway_error(request: Request, exc: Exception) -> GatewayError:
         return exc
     if not isinstance(exc, HTTPException):
         return GatewayError("internal error in the gateway (see its log)")
-    where = f"{request.method} {request.url.path}"
+    where = f"{request.method} {request.scope['path']}"  # request.url decodes the query
     headers = dict(exc.headers or {})
     if exc.status_code == 404:
         return NotFound(f"no such route: {where}")

@@ -25,6 +25,7 @@ from gateway.asgi import (
     read_body,
     send_bytes,
     send_error,
+    unless_gone,
 )
 from gateway.errors import OPENAI, BadRequest, GatewayError
 from gateway.proxy import Answer, Job, Opened
@@ -59,7 +60,8 @@ class Proxied:
         pin = pin_of(scope, headers)
         router = gateway.router
         plan = router.pinned(pin, model) if pin else router.plan(model)
-        result = await gateway.proxy.call(Job(self.path, body, raw, stream, plan))
+        job = Job(self.path, body, raw, stream, plan)
+        result = await unless_gone(receive, gateway.proxy.call(job))
         if isinstance(result, Answer):
             head = [(b"content-type", result.content_type),
                     (PIN_HEADER, result.backend.name.encode())]
@@ -72,20 +74,23 @@ def validate(path: str, body: dict[str, Any]) -> tuple[str, bool]:
     """``(model, stream)`` of a chat or completions request, or 400 naming the field."""
     model, stream = body.get("model"), body.get("stream", False)
     if not isinstance(model, str) or not model:
-        raise BadRequest("'model' is required and must be a non-empty string")
+        raise BadRequest("'model' is required and must be a non-empty string", param="model")
     if not isinstance(stream, bool):
-        raise BadRequest("'stream' must be true or false")
+        raise BadRequest("'stream' must be true or false", param="stream")
     if path == "/v1/completions":
         prompt = body.get("prompt")
         if not isinstance(prompt, (str, list)):
-            raise BadRequest("'prompt' is required and must be a string or a list")
+            raise BadRequest("'prompt' is required and must be a string or a list",
+                             param="prompt")
         return model, stream
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise BadRequest("'messages' is required and must be a non-empty list")
+        raise BadRequest("'messages' is required and must be a non-empty list",
+                         param="messages")
     for i, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
-            raise BadRequest(f"'messages[{i}]' must be an object with a string 'role'")
+            raise BadRequest(f"'messages[{i}]' must be an object with a string 'role'",
+                             param=f"messages[{i}]")
     return model, stream
 
 
@@ -130,6 +135,10 @@ async def one_shot_test(gateway: Gateway, request: Request) -> Response:
     """
     raw = await read_body(headers_of(request.scope), request.receive, gateway.max_body_bytes)
     body = parse_object(raw)
+    unknown = sorted(set(body) - {"message", "provider", "model"})
+    if unknown:
+        raise BadRequest(f"unknown field(s) {', '.join(map(repr, unknown))}: /v1/test takes "
+                         "'message', 'provider' and 'model'", param=unknown[0])
     message, provider, model = body.get("message"), body.get("provider"), body.get("model")
     if message is not None and not (isinstance(message, str) and message):
         raise BadRequest("'message' must be a non-empty string")
@@ -138,5 +147,5 @@ async def one_shot_test(gateway: Gateway, request: Request) -> Response:
             raise BadRequest(f"'{name}' must be a string")
     canary = gateway.canary
     name = provider or canary.least_recently_tried(model)
-    result = await canary.check(name, prompt=message, model=model)
+    result = await unless_gone(request.receive, canary.check(name, prompt=message, model=model))
     return JSONResponse(result.to_json())

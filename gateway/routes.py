@@ -10,9 +10,9 @@ them Starlette's request and response objects would cost more than the proxying 
 the dict is built from this table, so the table stays the one list of routes. A request the
 dict does not hold, a wrong method included, goes through Starlette's router as usual.
 
-What guards what: :class:`~gateway.control.OriginDoor` (outermost) refuses a foreign
-``Origin`` on every route; ``guarded(...)`` marks the control routes that change something;
-every ``/v1*`` endpoint checks the gateway keys itself.
+What guards what: :class:`~gateway.control.OriginDoor` (outermost) refuses a ``Host`` that
+is not the gateway's own and a foreign ``Origin`` on every route; ``guarded(...)`` marks the
+control routes that change something; every ``/v1*`` endpoint checks the gateway keys itself.
 """
 
 from __future__ import annotations

@@ -9,6 +9,12 @@ request has arrived whole; if it fires first, the connection is closed. Once a r
 its answer may take as long as the provider needs (streams stay open for minutes).
 
 ``limit_concurrency`` bounds the connections at once: past it uvicorn answers 503 at once.
+
+uvicorn also marks only the connection's *newest* request as disconnected when the client goes
+away: a client that pipelines a second request and closes left the first one's answer to be
+written to a closed transport, and uvicorn logged "Exception in ASGI application" for it.
+:class:`GuardedHttpTools` marks the request being answered too, so the gateway sees the
+disconnect (and cancels the provider attempt) and writes nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import asyncio
 from typing import Any
 
 import uvicorn
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from supervisor.config import Config
 
@@ -30,6 +36,7 @@ class GuardedHttpTools(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._deadline: asyncio.TimerHandle | None = None
+        self._answering: RequestResponseCycle | None = None  # the request being answered
 
     def _arm(self) -> None:
         self._disarm()
@@ -51,7 +58,15 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        cycle = self._answering
+        if cycle is not None and not cycle.response_complete:
+            cycle.disconnected = True  # uvicorn marks only the newest (pipelined) request
+            cycle.message_event.set()
         super().connection_lost(exc)
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        self._answering = cycle  # one at a time: a pipelined request starts after the last
+        super()._start_asgi_task(cycle, app)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()

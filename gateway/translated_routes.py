@@ -43,6 +43,7 @@ from gateway.asgi import (
     read_body,
     send_error,
     send_json,
+    unless_gone,
 )
 from gateway.errors import ANTHROPIC, GEMINI, BadRequest, Envelope, GatewayError
 from gateway.proxy import ChatResult, ChatStream
@@ -146,8 +147,8 @@ class Translated:
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
         stop = chat.get("stop") or ()
-        result = await gateway.forward_chat(chat, pin=pin_of(scope, headers),
-                                            stream=chat["stream"])
+        result = await unless_gone(receive, gateway.forward_chat(
+            chat, pin=pin_of(scope, headers), stream=chat["stream"]))
         return result, stop
 
 

@@ -296,3 +296,17 @@ def test_a_whole_answer_has_a_deadline_and_a_size_limit(tmp_path: Path) -> None:
         "providers.yaml: gateway: total_timeout: must be at least first_byte_timeout (60), "
         "got 30",
         "providers.yaml: gateway: max_response_bytes: must be at least 1, got 0"]
+
+
+def test_allowed_hosts_are_bare_host_names(tmp_path: Path) -> None:
+    assert load(ROOT / "providers.yaml", environ={}).gateway.allowed_hosts == ()
+    ok = "gateway:\n  allowed_hosts: [unigw.lan, 192.168.1.5, '[fe80::1]']\n" + provider()
+    (tmp_path / "ok.yaml").write_text(ok)
+    assert load(tmp_path / "ok.yaml", environ={}).gateway.allowed_hosts == (
+        "unigw.lan", "192.168.1.5", "[fe80::1]")
+    text = "gateway:\n  allowed_hosts: ['http://unigw.lan', 'unigw.lan:7999']\n" + provider()
+    assert problems_of(text, tmp_path) == [
+        "providers.yaml: gateway: allowed_hosts: item 0: must be a host name or address without "
+        "scheme, port or path (e.g. unigw.lan), got 'http://unigw.lan'",
+        "providers.yaml: gateway: allowed_hosts: item 1: must be a host name or address without "
+        "scheme, port or path (e.g. unigw.lan), got 'unigw.lan:7999'"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,6 +49,27 @@ def test_another_sites_page_cannot_use_the_v1_routes_through_the_browser(
     own = {"Origin": f"http://localhost:{cluster.gateway.port}"}  # type: ignore[union-attr]
     r = httpx.post(cluster.url + "/v1/chat/completions", content=body, headers=own)
     assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "hi"
+
+
+def test_a_rebound_host_is_refused_on_a_real_socket(cluster: Cluster) -> None:
+    """DNS rebinding: the page's own name arrives as Host; the gateway's own names pass."""
+    port = cluster.gateway.port  # type: ignore[union-attr]
+    for path in ("/providers", "/config", "/metrics", "/v1/models", "/", "/providers/a/logs"):
+        refused = raw_get(port, path, f"evil.example:{port}")
+        assert refused.startswith(b"HTTP/1.1 403 "), refused[:200]
+        assert b'"code":"host_not_allowed"' in refused
+        assert raw_get(port, path, f"localhost:{port}").startswith(b"HTTP/1.1 200 ")
+
+
+def raw_get(port: int, path: str, host: str) -> bytes:
+    """One GET with exactly this Host header, as a rebinding browser would send it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+                     .encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
 
 
 def test_a_cors_preflight_is_not_granted(cluster: Cluster) -> None:

@@ -28,7 +28,7 @@ def envelope(r: httpx.Response, status: int) -> dict[str, Any]:
     assert r.status_code == status, r.text
     assert r.headers["content-type"].startswith("application/json")
     err = r.json()["error"]
-    assert set(err) == {"message", "type", "code"} and err["message"]
+    assert set(err) == {"message", "type", "param", "code"} and err["message"]
     return err
 
 

@@ -21,7 +21,8 @@ providers:
 
 def app() -> TestClient:
     config = loads(CONFIG, Path("/nonexistent/providers.yaml"), environ={})
-    return TestClient(create_app(config, ExternalView(config)), raise_server_exceptions=False)
+    return TestClient(create_app(config, ExternalView(config)), raise_server_exceptions=False,
+                      base_url="http://localhost")  # its own Host (the default is refused)
 
 
 def test_the_hot_paths_are_the_tables_raw_routes_without_parameters() -> None:

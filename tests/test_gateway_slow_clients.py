@@ -121,3 +121,28 @@ def test_connections_past_max_clients_get_an_immediate_503(tmp_path: Path) -> No
         time.sleep(0.3)
         provider, _ = chat(c.client(), "room again")  # the limit counts open connections
         assert provider == "a"
+
+
+@pytest.mark.parametrize("pipelined", [False, True], ids=["alone", "pipelined"])
+def test_a_client_gone_before_a_whole_answer_cancels_the_attempt_quietly(
+        tmp_path: Path, pipelined: bool) -> None:
+    """The provider attempt is cancelled (recorded ``cancelled``: no answered latency) and the
+    gateway logs no traceback, also when a second request was pipelined behind the first
+    (uvicorn marks only the newest request of a connection as disconnected)."""
+    with Cluster(tmp_path, [("slow", ("--latency", "2"))]) as c:
+        request = HEAD + b"Content-Length: %d\r\n\r\n%b" % (len(BODY), BODY)
+        sock = _connect(c.gateway.port)  # type: ignore[union-attr]
+        sock.sendall(request * (2 if pipelined else 1))
+        deadline = time.monotonic() + 10
+        while c.echo_stats("slow")["by_path"].get("/v1/chat/completions", 0) < 1:
+            assert time.monotonic() < deadline, "the provider never got the request"
+            time.sleep(0.05)
+        sock.close()  # before the provider's answer (2 s away)
+        time.sleep(2.5)  # past the provider's answer: nothing left to write it to
+        row = c.http().get("/providers").json()["providers"][0]
+        metrics = c.http().get("/metrics").text
+        stderr = c.gateway.stderr_text()  # type: ignore[union-attr]
+        assert row["in_flight"] == 0
+        assert 'unigw_latency_seconds_count{provider="slow"} 0' in metrics  # not answered
+        assert "Exception in ASGI application" not in stderr and "Traceback" not in stderr
+        assert chat(c.client(), "still fine")[0] == "slow"

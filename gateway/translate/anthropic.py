@@ -18,10 +18,10 @@ names it in a non-standard choice field (`stop_sequence`, `matched_stop`, or a s
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from gateway import jsonio
 from gateway.translate import common, stream
 from gateway.translate.anthropic_request import to_chat_request
 
@@ -217,5 +217,4 @@ def error_event(status: int, message: str) -> bytes:
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return f"event: {event}\ndata: {payload}\n\n".encode()
+    return b"event: %b\ndata: %b\n\n" % (event.encode(), jsonio.dumps(data))

@@ -19,10 +19,10 @@ modules share one signature.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from gateway import jsonio
 from gateway.translate import common, stream
 from gateway.translate.gemini_request import to_chat_request
 
@@ -124,5 +124,4 @@ def error_event(status: int, message: str) -> bytes:
 
 
 def _sse(data: dict[str, Any]) -> bytes:
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-    return f"data: {payload}\r\n\r\n".encode()
+    return b"data: %b\r\n\r\n" % jsonio.dumps(data)

@@ -261,7 +261,8 @@ def json_schema(schema: Any, path: str) -> dict[str, Any]:
         elif key == "items":
             value = json_schema(value, f"{path}.items")
         elif key == "anyOf":
-            value = [json_schema(s, f"{path}.anyOf[{i}]") for i, s in enumerate(value)]
+            options = expect_list(value, f"{path}.anyOf")
+            value = [json_schema(s, f"{path}.anyOf[{i}]") for i, s in enumerate(options)]
         out[key] = value
     if schema.get("nullable") is True and isinstance(out.get("type"), str):
         out["type"] = [out["type"], "null"]

@@ -97,6 +97,20 @@ def check_gateway(
             problems.append(f"{where}: port: {port} is also the port of provider {p.get('name')!r}")
     _check_answer_limits(gw, where, problems)
     _check_canary(gw, where, problems)
+    _check_allowed_hosts(gw, where, problems)
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?"  # a name or IPv4
+                        r"|\[?[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\]?")  # IPv6, bracketed or not
+
+
+def _check_allowed_hosts(gw: dict[str, Any], where: str, problems: list[str]) -> None:
+    """``allowed_hosts``: bare host names or addresses, as a Host header names them (no
+    scheme, port or path: any port of an allowed name is accepted)."""
+    for i, name in enumerate(gw.get("allowed_hosts", ())):
+        if not _HOST_NAME.fullmatch(name):
+            problems.append(f"{where}: allowed_hosts: item {i}: must be a host name or address "
+                            f"without scheme, port or path (e.g. unigw.lan), got {name!r}")
 
 
 def _check_answer_limits(gw: dict[str, Any], where: str, problems: list[str]) -> None:

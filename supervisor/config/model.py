@@ -64,6 +64,10 @@ class GatewayConfig:
     max_body_bytes: int = 10 * 1024 * 1024
     api_keys: tuple[str, ...] = ()
     admin_key: str = ""
+    # more names clients may use in the Host header (beside 127.0.0.1, localhost, [::1] and
+    # host); any other Host is refused (DNS rebinding); with host 0.0.0.0/:: and none listed,
+    # any Host is accepted
+    allowed_hosts: tuple[str, ...] = ()
     unknown_model: str = "default"
     aliases: Mapping[str, str] = field(default_factory=dict)
     routes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
