@@ -1,5 +1,5 @@
-"""Control endpoints: health, metrics, provider status and start/stop/restart, logs, and the
-run-time config (the routes are listed in :mod:`gateway.routes`).
+"""Control endpoints: health, metrics, provider status and start/stop/restart, logs, the
+request log, and the run-time config (the routes are listed in :mod:`gateway.routes`).
 
 None of them may be driven by another web site in the user's browser (CSRF). Every route
 refuses a request whose ``Origin`` is present and is not the gateway's own (:class:`OriginDoor`);
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+MAX_ROWS = 10_000  # of GET /requests at once
 
 
 class Guard:
@@ -104,6 +105,7 @@ class Control:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self.registry = metrics.registry(gateway)
 
     def guarded(self, endpoint: Endpoint) -> Endpoint:
         """``endpoint`` behind the admin and client-header checks of :class:`Guard`."""
@@ -123,8 +125,14 @@ class Control:
 
     async def metrics(self, request: Request) -> Response:
         """The Prometheus text."""
-        text = metrics.render(self.gateway.router.table().backends, self.gateway.strategy_name)
-        return Response(text, media_type=metrics.CONTENT_TYPE)
+        return Response(metrics.render(self.registry), media_type=metrics.CONTENT_TYPE)
+
+    async def requests(self, request: Request) -> Response:
+        """``GET /requests?n=&provider=&failed=&since=``: the request log, newest first."""
+        query = _log_query(request.query_params)
+        log = self.gateway.calls.log
+        rows = [] if log is None else await asyncio.to_thread(lambda: log.query(**query))
+        return JSONResponse({"requests": rows, "enabled": log is not None})
 
     async def providers(self, request: Request) -> Response:
         rows = self.gateway.rows()
@@ -178,6 +186,21 @@ async def _act(gateway: Gateway, name: str, action: str) -> ProviderRow:
     except KeyError:
         raise NotFound(f"unknown provider {name!r}", code="provider_not_found") from None
     return gateway.with_stats(status)
+
+
+def _log_query(params: Mapping[str, str]) -> dict[str, Any]:
+    """The checked arguments of :meth:`gateway.requestlog.RequestLog.query` (400 if bad)."""
+    n, failed, since = params.get("n", "100"), params.get("failed"), params.get("since")
+    if not n.isdigit():
+        raise BadRequest("'n' must be a whole number of rows")
+    if failed not in (None, "", "true", "false", "1", "0"):
+        raise BadRequest("'failed' must be true or false")
+    try:
+        start = float(since) if since else None
+    except ValueError:
+        raise BadRequest("'since' must be a time in unix seconds") from None
+    return {"limit": min(int(n), MAX_ROWS), "provider": params.get("provider") or None,
+            "failed": None if not failed else failed in ("true", "1"), "since": start}
 
 
 def _config_changes(body: dict[str, Any]) -> dict[str, Any]:

@@ -59,11 +59,13 @@ INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * 
 
 @dataclass(frozen=True)
 class Attempt:
-    """One provider tried for a call and how it failed (``failure`` None: it answered)."""
+    """One provider tried for a call, how it failed (``failure`` None: it answered), and the
+    model it was asked for."""
 
     provider: str
     failure: str | None = None  # a failure class: unreachable, timeout, upstream_error, …
     message: str | None = None
+    model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -127,8 +129,9 @@ class RequestLog:
         return self.settings.log_bodies
 
     def open(self) -> None:
-        """Create the database (WAL mode) and start the writer."""
-        self.settings.path.parent.mkdir(parents=True, exist_ok=True)
+        """Create the database (WAL mode) and start the writer. Its folder is made if missing,
+        but not the folders above it (OSError then: a config folder that does not exist)."""
+        self.settings.path.parent.mkdir(exist_ok=True)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
@@ -198,10 +201,11 @@ class RequestLog:
                    (s.max_rows,))
 
     # -- reading -----------------------------------------------------------------------------
-    def query(self, *, limit: int = 100, provider: str | None = None, failed: bool = False,
-              since: float | None = None) -> list[dict[str, Any]]:
+    def query(self, *, limit: int = 100, provider: str | None = None,
+              failed: bool | None = None, since: float | None = None) -> list[dict[str, Any]]:
         """Rows newest first, as JSON-able dicts; ``provider`` matches the answering provider
-        or any provider tried; ``failed`` keeps calls that did not succeed."""
+        or any provider tried; ``failed`` True keeps the calls that did not succeed, False
+        those that did; ``since`` (unix seconds) the calls that began then or later."""
         where, args = _filters(provider, failed, since)
         sql = (f"SELECT id, {', '.join(COLUMNS)} FROM requests {where} "
                f"ORDER BY id DESC LIMIT ?")
@@ -219,16 +223,19 @@ def _without_bodies(record: RequestRecord) -> RequestRecord:
     return replace(record, request_body=None, response_body=None)
 
 
-def _filters(provider: str | None, failed: bool, since: float | None,
+def _filters(provider: str | None, failed: bool | None, since: float | None,
              ) -> tuple[str, Sequence[Any]]:
     clauses: list[str] = []
     args: list[Any] = []
     if provider:
         # tried is JSON text; a provider tried but not answering still matches
-        clauses.append("(provider = ? OR tried LIKE ?)")
-        args += [provider, f'%"provider": {json.dumps(provider)}%']
-    if failed:
-        clauses.append("ok = 0")
+        name = json.dumps(provider, ensure_ascii=False)
+        for special in ("\\", "%", "_"):
+            name = name.replace(special, "\\" + special)
+        clauses.append("(provider = ? OR tried LIKE ? ESCAPE '\\')")
+        args += [provider, f'%"provider": {name}%']
+    if failed is not None:
+        clauses.append("ok = 0" if failed else "ok = 1")
     if since is not None:
         clauses.append("ts >= ?")
         args.append(since)

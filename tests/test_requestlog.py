@@ -35,7 +35,7 @@ def test_every_record_becomes_one_row_newest_first(opened: RequestLog) -> None:
     opened.flush()
     rows = opened.query(limit=10)
     assert [r["model_asked"] for r in rows] == ["m4", "m3", "m2", "m1", "m0"]
-    assert rows[0]["tried"] == [{"provider": "a", "failure": None, "message": None}]
+    assert rows[0]["tried"] == [{"provider": "a", "failure": None, "message": None, "model": None}]
     assert rows[0]["ok"] is True and rows[0]["stream"] is False and rows[0]["total_ms"] == 2.5
 
 

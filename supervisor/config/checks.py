@@ -97,6 +97,7 @@ def check_gateway(
         if p.get("port") == port:
             problems.append(f"{where}: port: {port} is also the port of provider {p.get('name')!r}")
     _check_answer_limits(gw, where, problems)
+    _check_request_log(gw, where, problems)
 
 
 def _check_answer_limits(gw: dict[str, Any], where: str, problems: list[str]) -> None:
@@ -108,6 +109,16 @@ def _check_answer_limits(gw: dict[str, Any], where: str, problems: list[str]) ->
     if gw.get("max_response_bytes", 1) < 1:
         problems.append(f"{where}: max_response_bytes: must be at least 1, "
                         f"got {gw['max_response_bytes']}")
+
+
+def _check_request_log(gw: dict[str, Any], where: str, problems: list[str]) -> None:
+    """The request log keeps at least one row, for more than no time."""
+    if gw.get("request_log_rows", 1) < 1:
+        problems.append(f"{where}: request_log_rows: must be at least 1, "
+                        f"got {gw['request_log_rows']}")
+    if gw.get("request_log_days", 1) <= 0:
+        problems.append(f"{where}: request_log_days: must be more than 0, "
+                        f"got {gw['request_log_days']}")
 
 
 def check_model_groups(

@@ -77,6 +77,11 @@ class GatewayConfig:
     max_clients: int = 16384  # client connections at once; past it, 503 at once
     total_timeout: float = 180.0  # a whole non-streaming answer, from the request to its end
     max_response_bytes: int = 32 * 1024 * 1024  # a non-streaming answer's body
+    # the request log, <state_dir>/requests.db: one row per call, never a body unless log_bodies
+    request_log: bool = True
+    request_log_rows: int = 100_000  # the newest rows kept ...
+    request_log_days: float = 30.0  # ... none older than this
+    log_bodies: bool = False  # keep the request and the answer in the log too (prompts!)
 
 
 @dataclass(frozen=True)
