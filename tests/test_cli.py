@@ -22,7 +22,6 @@ DESIGN = Path(__file__).resolve().parents[2] / "shared" / "DESIGN.md"
 #: surface test asserts they are really absent, so this list stays honest.
 PENDING = {
     "test": "issue 11",
-    "requests": "issue 14",
     "secret": "issue 14",
     "export": "issue 15",
 }

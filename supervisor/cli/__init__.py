@@ -8,8 +8,10 @@
     client.py    the HTTP client of a running instance's control routes
     instance.py  the record of the running instance (pid, URL) in the state folder
     checks.py    ``unigw check``: toolchains, ports, secrets
+    request_log.py  ``unigw requests``: the request log (registers itself on the group)
 """
 
+from supervisor.cli import request_log  # noqa: F401  (registers `unigw requests`)
 from supervisor.cli.commands import cli, main
 
 __all__ = ["cli", "main"]
