@@ -16,7 +16,7 @@ Per provider (label ``provider``): ``unigw_requests_total``, ``unigw_errors_tota
 ``unigw_tokens_total{model,kind}``. For the gateway: ``unigw_providers_ready``,
 ``unigw_strategy{strategy}``, ``unigw_added_seconds`` (histogram of its own added time per
 call, see :mod:`gateway.calls`), ``unigw_request_log_rows_total``,
-``unigw_gateway_start_time_seconds``.
+``unigw_request_log_writer_cpu_seconds_total``, ``unigw_gateway_start_time_seconds``.
 """
 
 from __future__ import annotations
@@ -70,9 +70,12 @@ class GatewayCollector(Collector):
         yield _histogram("unigw_added_seconds", "The gateway's own added time per call: total "
                          "(a stream: to its first byte) minus the wait on providers.",
                          [([], gw.stats.added)])
-        written = gw.calls.log.written if gw.calls.log is not None else 0
+        log = gw.calls.log
         yield CounterMetricFamily("unigw_request_log_rows", "Rows written to the request log.",
-                                  value=written)
+                                  value=log.written if log is not None else 0)
+        yield CounterMetricFamily("unigw_request_log_writer_cpu_seconds",
+                                  "CPU time the request log's writer thread has used.",
+                                  value=log.writer_cpu_s if log is not None else 0.0)
         yield GaugeMetricFamily("unigw_gateway_start_time_seconds",
                                 "When the gateway started, in unix seconds.", value=gw.started_at)
 

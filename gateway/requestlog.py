@@ -21,7 +21,8 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +50,17 @@ CREATE TABLE IF NOT EXISTS requests (
     response_body TEXT
 );
 CREATE INDEX IF NOT EXISTS requests_ts ON requests (ts);
-CREATE INDEX IF NOT EXISTS requests_provider ON requests (provider, id);
 """
 COLUMNS = ("ts", "route", "api", "model_asked", "model_sent", "provider", "tried", "status",
            "ok", "stream", "ttfb_ms", "total_ms", "prompt_tokens", "completion_tokens",
            "overhead_ms", "request_body", "response_body")
-INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
+INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES "
+ROW_PARAMS = f"({', '.join('?' * len(COLUMNS))})"
+# Rows per INSERT statement: one statement for many rows, because sqlite3 lets go of the GIL
+# at every step of a statement, and a step per row made the writer and the event loop trade
+# the GIL hundreds of times a batch (measured: ~40 µs of gateway CPU per call at 1,500 calls/s).
+# SQLite before 3.32 allows 999 parameters in a statement, later ones 32766.
+ROWS_PER_INSERT = 500 if sqlite3.sqlite_version_info >= (3, 32) else 999 // len(COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -94,9 +100,9 @@ class RequestRecord:
         return 200 <= self.status < 400
 
     def row(self) -> tuple[Any, ...]:
-        tried = json.dumps([asdict(a) for a in self.tried], ensure_ascii=False)
         return (self.ts, self.route, self.api, self.model_asked, self.model_sent, self.provider,
-                tried, self.status, int(self.ok), int(self.stream), self.ttfb_ms, self.total_ms,
+                _tried_json(self.tried), self.status, int(self.ok), int(self.stream),
+                self.ttfb_ms, self.total_ms,
                 self.prompt_tokens, self.completion_tokens, self.overhead_ms, self.request_body,
                 self.response_body)
 
@@ -123,6 +129,7 @@ class RequestLog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.written = 0  # rows inserted so far (for tests and metrics)
+        self.writer_cpu_s = 0.0  # CPU time the writer thread has used (its cost, for metrics)
 
     @property
     def log_bodies(self) -> bool:
@@ -175,6 +182,7 @@ class RequestLog:
                 self._wake.wait(self.settings.flush_interval)
                 self._wake.clear()
                 self._write(db)
+                self.writer_cpu_s = time.thread_time()  # this thread's, since it began
             self._write(db)
         finally:
             db.close()
@@ -187,7 +195,8 @@ class RequestLog:
         try:
             with db:
                 db.execute("BEGIN")
-                db.executemany(INSERT, [r.row() for r in batch])
+                for start in range(0, len(batch), ROWS_PER_INSERT):
+                    _insert(db, batch[start:start + ROWS_PER_INSERT])
                 self._trim(db)
         except sqlite3.Error as exc:
             log.error("request log: could not write %d rows to %s: %s", len(batch),
@@ -217,6 +226,26 @@ class RequestLog:
     def count(self) -> int:
         with self._connect() as db:
             return int(db.execute("SELECT count(*) FROM requests").fetchone()[0])
+
+
+def _insert(db: sqlite3.Connection, records: Sequence[RequestRecord]) -> None:
+    """``records`` in one statement."""
+    params = [value for record in records for value in record.row()]
+    db.execute(INSERT + ", ".join([ROW_PARAMS] * len(records)), params)
+
+
+def _tried_json(tried: Sequence[Attempt]) -> str:
+    """``[{"provider": …, "failure": …, "message": …, "model": …}, …]``, what ``json.dumps``
+    of the dicts would write, in a fifth of its time (the writer does this for every row)."""
+    return "[" + ", ".join(_ATTEMPT % (_text(a.provider), _text(a.failure), _text(a.message),
+                                       _text(a.model)) for a in tried) + "]"
+
+
+_ATTEMPT = '{"provider": %s, "failure": %s, "message": %s, "model": %s}'
+
+
+def _text(value: str | None) -> str:
+    return "null" if value is None else encode_basestring(value)
 
 
 def _without_bodies(record: RequestRecord) -> RequestRecord:
