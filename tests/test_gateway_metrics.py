@@ -30,7 +30,8 @@ PER_PROVIDER = {  # the families with a sample per provider, whichever runs it
     "unigw_provider_uptime_seconds",
 }
 GATEWAY = {"unigw_tokens", "unigw_providers_ready", "unigw_strategy", "unigw_added_seconds",
-           "unigw_request_log_rows", "unigw_gateway_start_time_seconds"}
+           "unigw_request_log_rows", "unigw_request_log_writer_cpu_seconds",
+           "unigw_gateway_start_time_seconds"}
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -141,6 +142,7 @@ def test_metrics_have_every_family_with_sane_values_after_traffic_and_a_restart(
     assert added == sorted(added) and added[-1] == CALLS
     assert 0 < value(s, "unigw_added_seconds_sum") < CALLS  # under a second each
     assert value(s, "unigw_request_log_rows_total") == CALLS
+    assert 0 < value(s, "unigw_request_log_writer_cpu_seconds_total") < 10
     assert value(s, "unigw_providers_ready") == 2
     assert value(s, "unigw_strategy", strategy="model_specific") == 1
     started = value(s, "unigw_gateway_start_time_seconds")
