@@ -79,3 +79,12 @@ export function storeSecret(provider, name, value) {
 export function getLogs(name, lines = 200) {
   return request("GET", `/providers/${encodeURIComponent(name)}/logs?n=${lines}`);
 }
+
+/** The request log, newest first: `{n, provider, failed, since}`, each optional (null: absent). */
+export function getRequests(params = {}) {
+  const query = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== null && value !== undefined && value !== "") query.set(key, String(value));
+  }
+  return request("GET", `/requests?${query}`);
+}

@@ -1,12 +1,14 @@
 // unigw dashboard: polls GET /providers every POLL_MS and keeps the table, the summary, the
-// charts and the chat/log choices in step with it; sends the control requests the buttons and
-// the strategy selector ask for. Plain ES modules, no build step, nothing from the internet.
+// charts, the requests panel and the chat/log choices in step with it (the charts start from
+// the request log's last minutes); sends the control requests the buttons and the strategy
+// selector ask for. Plain ES modules, no build step, nothing from the internet.
 
 import * as api from "./api.js";
-import { Charts, History, medianLatency } from "./charts.js";
+import { Charts, History, WINDOW_S, medianLatency } from "./charts.js";
 import { Chat } from "./chat.js";
 import { clock, ms, percent, rate, setText } from "./format.js";
 import { Logs } from "./logs.js";
+import { Requests } from "./requests.js";
 import { BUSY_TEXT, DONE_LABEL, ProviderTable, setAvailable, unavailable } from "./table.js";
 
 const POLL_MS = 1500;
@@ -22,12 +24,14 @@ const charts = new Charts($("charts"));
 const logs = new Logs($("logs"));
 const chat = new Chat($("chat"), { onAnswered: (kind, text) => announce(text) });
 const table = new ProviderTable($("providers"), { onAction });
+const requests = new Requests($("requests-panel"));
 const strategySelect = $("strategy-select");
 
 let epoch = 0; // grows when a control answer is shown, so older polls do not undo it
 let modelsKey = null;
 let strategyPending = false;
 let lastRows = [];
+let seeded = false;
 
 /** Say something to screen readers (and keep it visible in the toolbar). */
 function announce(text) {
@@ -74,6 +78,9 @@ function show(data) {
   charts.draw(history, rows.map((r) => r.name));
   chat.setProviders(rows);
   logs.setProviders(rows.map((r) => r.name));
+  requests.setProviders(rows.map((r) => r.name));
+  requests.refresh();
+  if (!seeded) seedCharts();
   if (data.strategy && !strategyPending && document.activeElement !== strategySelect) {
     setStrategy(data.strategy);
   }
@@ -81,6 +88,20 @@ function show(data) {
   if (key !== modelsKey) {
     modelsKey = key;
     api.getModels().then((m) => chat.setModels(m), () => chat.setModels(null));
+  }
+}
+
+/** Once, after the first poll: the charts' last minutes from the request log. */
+async function seedCharts() {
+  seeded = true;
+  try {
+    const since = Date.now() / 1000 - WINDOW_S;
+    const data = await api.getRequests({ n: 5000, since });
+    const placed = history.seed((data && data.requests) || []);
+    $("charts").dataset.seeded = String(placed);
+    charts.draw(history, lastRows.map((r) => r.name));
+  } catch {
+    // no history then: the charts start from this page's polls
   }
 }
 

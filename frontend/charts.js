@@ -6,6 +6,7 @@ import { el, median, ms, rate, setText } from "./format.js";
 export const WINDOW_S = 300;
 const MIN_SPAN_S = 60;
 const STRIP = 4; // height of the state strip at the bottom of each chart, in CSS pixels
+const SEED_STEP_S = 5; // the step of the points rebuilt from the request log
 
 /** The polled rows over time, kept for WINDOW_S seconds (plus one sample to diff against). */
 export class History {
@@ -23,6 +24,35 @@ export class History {
     }
     this.samples.push({ t, byName });
     while (this.samples.length > 2 && this.samples[1].t < t - WINDOW_S * 1000) this.samples.shift();
+  }
+
+  /**
+   * Samples before the first poll, rebuilt from the request log's calls (GET /requests), so the
+   * charts start from the stored history after a page load or a gateway restart. Each provider's
+   * counters are made to end at the first poll's: at a step's end they are the first poll's
+   * minus the attempts logged after it. Returns how many attempts were placed.
+   */
+  seed(calls) {
+    const first = this.samples[0];
+    if (!first || !calls.length) return 0;
+    const end = first.t / 1000;
+    const attempts = [];
+    for (const call of calls) {
+      if (call.ts > end) continue;
+      for (const a of call.tried || []) {
+        const answered = !a.failure && call.provider === a.provider;
+        const latency = answered ? (call.stream ? call.ttfb_ms : call.total_ms) : null;
+        const error = Boolean(a.failure) && a.failure !== "client_error";
+        attempts.push({ ts: call.ts, name: a.provider, error, latency });
+      }
+    }
+    if (!attempts.length) return 0;
+    const oldest = Math.min(...attempts.map((a) => a.ts));
+    const steps = Math.min(Math.ceil((end - oldest) / SEED_STEP_S) + 1, WINDOW_S / SEED_STEP_S);
+    const seeded = [];
+    for (let k = steps; k >= 1; k -= 1) seeded.push(seedSample(first, attempts, end - k * SEED_STEP_S));
+    this.samples = [...seeded, ...this.samples];
+    return attempts.length;
   }
 
   /** Per-interval points for one provider: {t, rps, latency, state}. */
@@ -62,6 +92,23 @@ export class History {
     const dt = (last.t - first.t) / 1000;
     return { rps: dt > 0 ? reqs / dt : null, errorRate: reqs > 0 ? errors / reqs : null };
   }
+}
+
+/** The counters as they were at `at` (seconds): the first poll's, less what came after. */
+function seedSample(first, attempts, at) {
+  const byName = {};
+  for (const [name, now] of Object.entries(first.byName)) {
+    const later = attempts.filter((a) => a.name === name && a.ts > at);
+    const step = attempts.filter((a) => a.name === name && a.ts <= at && a.ts > at - SEED_STEP_S);
+    const latencies = step.map((a) => a.latency).filter((v) => Number.isFinite(v));
+    byName[name] = {
+      reqs: now.reqs - later.length,
+      errors: now.errors - later.filter((a) => a.error).length,
+      latency: latencies.length ? latencies.reduce((x, y) => x + y, 0) / latencies.length : null,
+      state: null, // not in the log: the state strip stays grey before the page was open
+    };
+  }
+  return { t: at * 1000, byName };
 }
 
 function palette() {
@@ -195,6 +242,7 @@ export class Charts {
       }
       if (this.container.children[i] !== card) this.container.insertBefore(card, this.container.children[i] || null);
       const points = history.series(name);
+      card.dataset.points = String(points.length);
       const last = points[points.length - 1];
       setText(card.querySelector(".rps"), last ? rate(last.rps) : "");
       setText(card.querySelector(".lat"), last ? ms(last.latency) : "");

@@ -1,10 +1,11 @@
 """The gateway application: ``create_app(config, view)`` and its run-time state, :class:`Gateway`.
 
 The app reads providers only through ``view`` (a :class:`~supervisor.view.ProviderView`). Its
-lifespan opens the one pooled upstream client (:class:`~gateway.upstream.Upstream`) and closes
-it, and runs the opt-in canary (:mod:`gateway.canary`). ``app.state.gateway`` is the
-:class:`Gateway`: ``apply_config`` hot-reloads routing settings, and ``forward_chat`` is the
-entry point for translated APIs (see :meth:`gateway.proxy.Proxy.forward_chat`).
+lifespan opens the one pooled upstream client (:class:`~gateway.upstream.Upstream`) and the
+request log (:mod:`gateway.calls`, :mod:`gateway.requestlog`), runs the opt-in canary
+(:mod:`gateway.canary`), and closes them. ``app.state.gateway`` is the :class:`Gateway`:
+``apply_config`` hot-reloads routing settings, and ``forward_chat`` is the entry point for
+translated APIs (see :meth:`gateway.proxy.Proxy.forward_chat`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
@@ -20,10 +22,12 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
+from gateway.calls import Calls, Trace
 from gateway.canary import Canary, CanarySettings
 from gateway.control import Guard, OriginDoor
 from gateway.errors import AttemptFailed, GatewayError, NotFound, handle_error
 from gateway.proxy import ChatResult, ChatStream, Proxy
+from gateway.requestlog import LogSettings, RequestLog
 from gateway.routes import HotPaths, routes
 from gateway.routing import Backend, OutlierPolicy, Router, RoutingSettings
 from gateway.rows import ProviderRow
@@ -74,6 +78,8 @@ class Gateway:
                            read_timeout=gw.read_timeout)  # the rest is set by _apply
         self.canary = Canary(self.router, self.proxy, CanarySettings())  # settings: _apply
         self.strategy_name = gw.strategy
+        self.calls = Calls(self.stats, request_log(config))
+        self.started_at = time.time()
         self._tasks: set[asyncio.Task[None]] = set()
         self.config = config
         self._apply(config)
@@ -118,9 +124,10 @@ class Gateway:
         return data
 
     async def forward_chat(self, request: dict[str, Any], *, pin: str | None = None,
-                           stream: bool = False) -> ChatResult | ChatStream:
+                           stream: bool = False, trace: Trace | None = None,
+                           ) -> ChatResult | ChatStream:
         """See :meth:`gateway.proxy.Proxy.forward_chat`."""
-        return await self.proxy.forward_chat(request, pin=pin, stream=stream)
+        return await self.proxy.forward_chat(request, pin=pin, stream=stream, trace=trace)
 
     # -- status rows ---------------------------------------------------------------------------
     def with_stats(self, status: ProviderStatus) -> ProviderRow:
@@ -145,6 +152,7 @@ class Gateway:
                                        total_timeout=gw.total_timeout,
                                        max_response_bytes=gw.max_response_bytes)
         self.router.reset()  # so providers already ready get their models discovered
+        self.calls.open()
         self.canary.start()
         try:
             yield
@@ -153,6 +161,7 @@ class Gateway:
             for task in list(self._tasks):
                 task.cancel()
             await self.proxy.upstream.aclose()
+            self.calls.close()
 
     def _discover(self, backend: Backend) -> None:
         """A provider just became ready: learn its models from its /v1/models, in the background."""
@@ -179,6 +188,19 @@ class Gateway:
             log.debug("%s: could not list its models: %s", backend.name, exc)
         except Exception:  # the top of a background task: log, never crash the gateway
             log.exception("%s: model discovery failed", backend.name)
+
+
+def request_log(config: Config) -> RequestLog | None:
+    """The request log the config asks for (``<state_dir>/requests.db``), or None when off.
+
+    Its settings are read once, at start: a reload does not move or resize it.
+    """
+    gw = config.gateway
+    if not gw.request_log:
+        return None
+    return RequestLog(LogSettings(config.state_dir / "requests.db", max_rows=gw.request_log_rows,
+                                  max_age=gw.request_log_days * 86400.0,
+                                  log_bodies=gw.log_bodies))
 
 
 def create_app(config: Config, view: ProviderView) -> Starlette:

@@ -1,5 +1,5 @@
-"""Control endpoints: health, metrics, provider status and start/stop/restart, logs, and the
-run-time config (the routes are listed in :mod:`gateway.routes`).
+"""Control endpoints: health, metrics, provider status and start/stop/restart, logs, the
+request log, and the run-time config (the routes are listed in :mod:`gateway.routes`).
 
 None of them may be driven or read by another web site in the user's browser. Every route
 refuses a request whose ``Host`` is not one of the gateway's own names (DNS rebinding: a page
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+MAX_ROWS = 10_000  # of GET /requests at once
 
 
 class Guard:
@@ -172,6 +173,7 @@ class Control:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self.registry = metrics.registry(gateway)
 
     def guarded(self, endpoint: Endpoint) -> Endpoint:
         """``endpoint`` behind the admin and client-header checks of :class:`Guard`."""
@@ -191,8 +193,14 @@ class Control:
 
     async def metrics(self, request: Request) -> Response:
         """The Prometheus text."""
-        text = metrics.render(self.gateway.router.table().backends, self.gateway.strategy_name)
-        return Response(text, media_type=metrics.CONTENT_TYPE)
+        return Response(metrics.render(self.registry), media_type=metrics.CONTENT_TYPE)
+
+    async def requests(self, request: Request) -> Response:
+        """``GET /requests?n=&provider=&failed=&since=``: the request log, newest first."""
+        query = _log_query(request.query_params)
+        log = self.gateway.calls.log
+        rows = [] if log is None else await asyncio.to_thread(lambda: log.query(**query))
+        return JSONResponse({"requests": rows, "enabled": log is not None})
 
     async def providers(self, request: Request) -> Response:
         rows = self.gateway.rows()
@@ -205,10 +213,8 @@ class Control:
         return JSONResponse(self.gateway.row(request.path_params["name"]).to_json())
 
     async def logs(self, request: Request) -> Response:
-        name, n = request.path_params["name"], request.query_params.get("n", "200")
-        if not (n.isascii() and n.isdigit()):  # '²'.isdigit() is true, int('²') fails
-            raise BadRequest("'n' must be a whole number of lines")
-        count = min(int(n), 10_000) if len(n) <= 6 else 10_000  # int() refuses 4,300+ digits
+        name = request.path_params["name"]
+        count = _count(request.query_params.get("n", "200"), "lines", 10_000)
         lines = self.gateway.view.log_tail(name, count)
         if lines is None:
             raise NotFound(f"unknown provider {name!r}", code="provider_not_found")
@@ -262,6 +268,14 @@ class Control:
         return JSONResponse(self.gateway.runtime_config())
 
 
+def _count(n: str, what: str, most: int) -> int:
+    """A query's ``n``: ASCII digits only ('²'.isdigit() is true and int('²') fails), at most
+    ``most`` (and never an int() of thousands of digits)."""
+    if not (n.isascii() and n.isdigit()):
+        raise BadRequest(f"'n' must be a whole number of {what}", param="n")
+    return min(int(n), most) if len(n) <= 9 else most
+
+
 async def _act(gateway: Gateway, name: str, action: str) -> ProviderRow:
     """start / stop / restart one provider through the view; its row afterwards."""
     view = gateway.view
@@ -271,6 +285,20 @@ async def _act(gateway: Gateway, name: str, action: str) -> ProviderRow:
     except KeyError:
         raise NotFound(f"unknown provider {name!r}", code="provider_not_found") from None
     return gateway.with_stats(status)
+
+
+def _log_query(params: Mapping[str, str]) -> dict[str, Any]:
+    """The checked arguments of :meth:`gateway.requestlog.RequestLog.query` (400 if bad)."""
+    n, failed, since = params.get("n", "100"), params.get("failed"), params.get("since")
+    limit = _count(n, "rows", MAX_ROWS)
+    if failed not in (None, "", "true", "false", "1", "0"):
+        raise BadRequest("'failed' must be true or false")
+    try:
+        start = float(since) if since else None
+    except ValueError:
+        raise BadRequest("'since' must be a time in unix seconds") from None
+    return {"limit": limit, "provider": params.get("provider") or None,
+            "failed": None if not failed else failed in ("true", "1"), "since": start}
 
 
 def _config_changes(body: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from gateway.asgi import (
     send_error,
     unless_gone,
 )
+from gateway.calls import Trace
 from gateway.errors import OPENAI, BadRequest, GatewayError
 from gateway.proxy import Answer, Job, Opened
 from gateway.stats import Outcome
@@ -45,29 +46,35 @@ class Proxied:
         self.path = path
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        trace = self.gateway.calls.begin(self.path, "openai")
         try:
-            await self._proxy(scope, receive, send)
+            await self._proxy(scope, receive, send, trace)
         except GatewayError as exc:
+            trace.error(exc)
             await send_error(send, exc)
+        finally:
+            self.gateway.calls.end(trace)
 
-    async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send, trace: Trace) -> None:
         gateway = self.gateway
         headers = headers_of(scope)
         authorize(gateway.api_keys, headers)
         raw = await read_body(headers, receive, gateway.max_body_bytes)
+        trace.keep_request(raw)
         body = parse_object(raw)
         model, stream = validate(self.path, body)
+        trace.model_asked, trace.stream = model, stream
         pin = pin_of(scope, headers)
         router = gateway.router
         plan = router.pinned(pin, model) if pin else router.plan(model)
-        job = Job(self.path, body, raw, stream, plan)
+        job = Job(self.path, body, raw, stream, plan, trace)
         result = await unless_gone(receive, gateway.proxy.call(job))
         if isinstance(result, Answer):
             head = [(b"content-type", result.content_type),
                     (PIN_HEADER, result.backend.name.encode())]
             await send_bytes(send, result.status, result.body, head)
         else:
-            await stream_answer(gateway, result, receive, send)
+            await stream_answer(gateway, result, receive, send, trace)
 
 
 def validate(path: str, body: dict[str, Any]) -> tuple[str, bool]:
@@ -94,15 +101,18 @@ def validate(path: str, body: dict[str, Any]) -> tuple[str, bool]:
     return model, stream
 
 
-async def stream_answer(gateway: Gateway, opened: Opened, receive: Receive, send: Send) -> None:
+async def stream_answer(gateway: Gateway, opened: Opened, receive: Receive, send: Send,
+                        trace: Trace) -> None:
     """Pass an opened stream through; if the client goes away, stop and close the upstream."""
     content_type = opened.response.header(b"content-type") or b"text/event-stream"
     head = [(b"content-type", content_type), (b"cache-control", b"no-cache"),
             (PIN_HEADER, opened.backend.name.encode())]
     events = gateway.proxy.sse(opened)
+    watched = trace.watch(events)
     try:
-        await pass_through(receive, send, opened.response.status, head, events)
+        await pass_through(receive, send, opened.response.status, head, watched)
     finally:
+        await watched.aclose()
         await events.aclose()  # closes the upstream if the stream was under way
         opened.finish(Outcome.CANCELLED)  # a no-op if it finished already (or never began)
 

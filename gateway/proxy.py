@@ -22,7 +22,8 @@ only at event boundaries, and ends a stream the provider broke with an SSE ``err
 ``[DONE]``. Closing it early (the client went away) closes the upstream connection.
 
 Translated routes (Anthropic, Gemini) call :meth:`Proxy.forward_chat`, which runs the same loop
-with the same failover and statistics and hands back parsed JSON.
+with the same failover and statistics and hands back parsed JSON. A job's ``trace`` (a
+:class:`gateway.calls.Trace`) is told every attempt and the answer when the loop ends.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.connection import Deadline
 from gateway.errors import (
@@ -62,6 +63,9 @@ from gateway.truth import (
 )
 from gateway.upstream import Upstream, UpstreamResponse
 
+if TYPE_CHECKING:
+    from gateway.calls import Trace
+
 CHAT_PATH = "/v1/chat/completions"
 WHOLE_TYPES = (b"application/json", b"text/html")  # a stream request answered with these: whole
 
@@ -75,6 +79,7 @@ class Job:
     raw: bytes | None
     stream: bool
     plan: Plan
+    trace: Trace | None = None  # told the attempts when the loop ends (the request log)
 
 
 @dataclass
@@ -87,6 +92,7 @@ class Answer:
     body: bytes
     model: str
     data: dict[str, Any] | None = field(default=None, repr=False)  # a 2xx body, parsed
+    seconds: float = 0.0  # from the request sent to this answer read and checked
 
 
 @dataclass(eq=False)
@@ -100,12 +106,13 @@ class Opened:
     ttfb: float
     model: str
     stats: Stats
-    _done: bool = False
+    outcome: Outcome | None = None  # set by finish
+    failure: Failure | None = None
 
     def finish(self, outcome: Outcome, failure: Failure | None = None) -> None:
         """Close the upstream response and record the outcome (once; later calls do nothing)."""
-        if not self._done:
-            self._done = True
+        if self.outcome is None:
+            self.outcome, self.failure = outcome, failure
             self.response.close()
             self.stats.observe(self.backend.stats, outcome, self.ttfb, failure=failure)
 
@@ -157,6 +164,7 @@ class Proxy:
         excluded: set[str] = set()
         excused = False
         ctx = PickContext(job.plan.model, time.monotonic(), self.router.settings.routes)
+        result = None
         try:
             for _ in range(self.retries + 1):
                 backend = self._choose(job.plan, excluded, ctx)
@@ -164,7 +172,8 @@ class Proxy:
                     break
                 excluded.add(backend.name)
                 try:
-                    return await self._attempt(backend, job, failed)
+                    result = await self._attempt(backend, job, failed)
+                    return result
                 except AttemptFailed:
                     continue
             assert failed  # a plan always has a candidate
@@ -172,6 +181,8 @@ class Proxy:
             raise all_failed([(f.backend.name, f.exc) for f in failed], excused=excused)
         finally:
             self._settle(failed, excused)
+            if job.trace is not None:
+                job.trace.tried(job.plan, [(f.backend, f.seconds, f.exc) for f in failed], result)
 
     def _settle(self, failed: list[_Failed], excused: bool) -> None:
         """The verdicts of this request's failed attempts, now that the loop is over."""
@@ -217,7 +228,7 @@ class Proxy:
             raise
         if isinstance(result, Answer):
             response.close()
-            seconds = time.perf_counter() - started
+            seconds = result.seconds = time.perf_counter() - started
             if 200 <= result.status < 300:
                 self.stats.observe(backend.stats, Outcome.OK, seconds)
             else:  # the request's fault: counted, no verdict on the provider
@@ -308,7 +319,7 @@ class Proxy:
 
     async def forward_chat(self, request: dict[str, Any], *, pin: str | None = None,
                            stream: bool = False, plan: Plan | None = None,
-                           ) -> ChatResult | ChatStream:
+                           trace: Trace | None = None) -> ChatResult | ChatStream:
         """Proxy one chat-completions request dict, exactly as /v1/chat/completions does.
 
         ``request`` needs a string ``model`` (unless ``plan`` or ``pin`` chooses one); its
@@ -324,7 +335,7 @@ class Proxy:
                 raise BadRequest("'model' must be a non-empty string")
             plan = (self.router.pinned(pin, model if isinstance(model, str) else None) if pin
                     else self.router.plan(model))  # type: ignore[arg-type]
-        result = await self.call(Job(CHAT_PATH, request, None, stream, plan))
+        result = await self.call(Job(CHAT_PATH, request, None, stream, plan, trace))
         if isinstance(result, Opened):
             chunks = _Chunks(self._chunks(result), result)
             return ChatStream(result.backend.name, result.model, chunks)

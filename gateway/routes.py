@@ -75,6 +75,7 @@ def routes(gateway: Gateway) -> list[BaseRoute]:
         Route("/providers/{name}/secret", guarded(control.store_secret), methods=POST),
         *(Route(f"/providers/{{name}}/{action}", guarded(control.act(action)), methods=POST)
           for action in ACTIONS),
+        Route("/requests", control.requests, methods=GET),
         Route("/config", control.get_config, methods=GET),
         Route("/config", guarded(control.put_config), methods=PUT),
         Route("/", dashboard.index, methods=GET),

@@ -14,6 +14,10 @@ What the status views may show of a provider's truth (typed, see :class:`Provide
 ``last_failure`` (a :class:`Failure`: class, the provider's own message, when) and
 :meth:`ProviderStats.serving`.
 
+Per call rather than per attempt, :meth:`Stats.call_ended` (from :mod:`gateway.calls`) adds
+the tokens the provider reported, by model (``ProviderStats.tokens``), and the gateway's own
+added time to :attr:`Stats.added`.
+
 Latency is the time to the full answer for plain calls and the time to the first content of
 streams. A failed attempt counts as slow: it is fed to the smoothed latency as at least
 :data:`ERROR_LATENCY_S`, so ``response_time`` steers away from failing providers.
@@ -36,6 +40,8 @@ ERROR_LATENCY_S = 1.0
 WINDOW = 20  # outcomes kept for the recent success rate ...
 WINDOW_AGE_S = 60.0  # ... each for at most this long
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# the gateway's own added time per call: well under a millisecond when all is well
+ADDED_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0)
 
 
 class Outcome(enum.Enum):
@@ -104,6 +110,8 @@ class ProviderStats:
     last_failure: Failure | None = None
     auth_blocked: bool = False
     blocked_at: float = 0.0  # monotonic time of the auth failure that blocked it
+    # tokens the provider reported, by (model sent, "prompt" | "completion")
+    tokens: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def serving(self, now: float) -> Serving:
         """What the recent outcomes say (``now`` is ``time.monotonic()``):
@@ -151,6 +159,24 @@ class ProviderStats:
         self.last_sample = now
 
 
+@dataclass(eq=False)
+class Histogram:
+    """Counts of observed values per bucket (``bounds``, then +Inf), their sum and number."""
+
+    bounds: tuple[float, ...]
+    counts: list[int] = field(init=False)
+    total: float = 0.0
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        self.counts = [0] * (len(self.bounds) + 1)
+
+    def add(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+        self.count += 1
+
+
 # Called after every verdict: (stats, outcome, now, retry_after, failure) → None.
 OutcomeHook = Callable[[ProviderStats, Outcome, float, "float | None", "Failure | None"], None]
 
@@ -161,6 +187,7 @@ class Stats:
     def __init__(self, on_outcome: OutcomeHook | None = None) -> None:
         self._by_name: dict[str, ProviderStats] = {}
         self.on_outcome = on_outcome
+        self.added = Histogram(ADDED_BUCKETS)  # the gateway's own time per call, seconds
 
     def get(self, name: str) -> ProviderStats:
         """The counters of ``name``, created on first use."""
@@ -171,6 +198,18 @@ class Stats:
 
     def all(self) -> list[ProviderStats]:
         return list(self._by_name.values())
+
+    def call_ended(self, added_s: float, answered: str | None = None, model: str | None = None,
+                   prompt: int | None = None, completion: int | None = None) -> None:
+        """A call ended (:mod:`gateway.calls`): its added time, and the tokens ``answered`` (a
+        provider) reported for ``model``, when it did."""
+        self.added.add(added_s)
+        if answered is not None and model is not None:
+            tokens = self.get(answered).tokens
+            if prompt:
+                tokens[model, "prompt"] += prompt
+            if completion:
+                tokens[model, "completion"] += completion
 
     def start(self, stats: ProviderStats) -> float:
         """An attempt begins; returns its start time for :meth:`observe`."""

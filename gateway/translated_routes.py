@@ -24,6 +24,7 @@ stream has started, a provider failure ends it with the API's error event (writt
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -45,6 +46,7 @@ from gateway.asgi import (
     send_json,
     unless_gone,
 )
+from gateway.calls import Trace
 from gateway.errors import ANTHROPIC, GEMINI, BadRequest, Envelope, GatewayError
 from gateway.proxy import ChatResult, ChatStream
 from gateway.translate import anthropic as anthropic_api
@@ -119,36 +121,53 @@ class Translated:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         call = self.call(scope)
+        trace = self.gateway.calls.begin(scope["path"], call.api.name)
         try:
-            result, stop = await self._forward(call, scope, receive)
+            await self._serve(call, scope, receive, send, trace)
+        finally:
+            self.gateway.calls.end(trace)
+
+    async def _serve(self, call: Call, scope: Scope, receive: Receive, send: Send,
+                     trace: Trace) -> None:
+        try:
+            result, stop = await self._forward(call, scope, receive, trace)
         except GatewayError as exc:
+            trace.error(exc)
             return await send_error(send, exc, call.api.envelope)
         if isinstance(result, ChatResult):
             body = call.api.translation.from_chat_response(
                 result.body, model=result.model, stop_sequences=stop)
+            if trace.bodies:
+                trace.keep_response(json.dumps(body, ensure_ascii=False).encode())
             return await send_json(send, 200, body, result.provider)
         events = call.api.translation.stream_from_chat(
-            result.chunks, model=result.model, stop_sequences=stop)
+            trace.chunks(result), model=result.model, stop_sequences=stop)
         if not call.sse:
             events = json_array(events)
-        await send_stream(send, receive, result.provider, events, SSE if call.sse else JSON)
+        await send_stream(send, receive, result.provider, trace.watch(events),
+                          SSE if call.sse else JSON)
 
-    async def _forward(self, call: Call, scope: Scope, receive: Receive,
+    async def _forward(self, call: Call, scope: Scope, receive: Receive, trace: Trace,
                        ) -> tuple[ChatResult | ChatStream, Sequence[str]]:
         """Check the key, read and translate the body, and forward it; GatewayError if not."""
         gateway = self.gateway
         headers = headers_of(scope)
         query_key = query_value(scope, "key") if call.api.query_key else None
         authorize(gateway.api_keys, headers, query_key.encode() if query_key else None)
-        body = parse_object(await read_body(headers, receive, gateway.max_body_bytes))
+        raw = await read_body(headers, receive, gateway.max_body_bytes)
+        trace.keep_request(raw)
+        body = parse_object(raw)
         try:
             chat = call.api.translation.to_chat_request(
                 body, stream=bool(call.stream), model=call.model)
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
         stop = chat.get("stop") or ()
+        model = chat.get("model")
+        trace.model_asked = model if isinstance(model, str) else None
+        trace.stream = bool(chat["stream"])
         result = await unless_gone(receive, gateway.forward_chat(
-            chat, pin=pin_of(scope, headers), stream=chat["stream"]))
+            chat, pin=pin_of(scope, headers), stream=chat["stream"], trace=trace))
         return result, stop
 
 

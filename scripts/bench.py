@@ -11,6 +11,8 @@ as subprocesses on free ports, then measures with ``wrk`` (Debian: ``apt-get ins
 * streams at 16 clients (and at 1), directly and through the gateway: time to first byte p50 / p99,
   measured by a small asyncio client (in its own process) that stops the clock at the first
   body byte;
+* the request log's cost: the gateway (round_robin, 64 clients) with ``request_log`` on and
+  off, run back to back twice (the machine is noisy), its CPU milliseconds per call each time;
 * the gateway's peak resident memory.
 
 A full run takes about two minutes on 2 cores.
@@ -94,13 +96,15 @@ def start_echoes(n: int) -> tuple[list[subprocess.Popen[bytes]], list[int]]:
     return procs, ports
 
 
-def start_gateway(folder: Path, ports: list[int]) -> tuple[subprocess.Popen[bytes], str]:
+def start_gateway(folder: Path, ports: list[int], request_log: bool = True,
+                  ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     providers = "\n".join(
         f"  - {{name: echo{i}, port: {p}, runtime: python, start: [x], health: /health, "
         f"models: [echo-1, echo-2]}}" for i, p in enumerate(ports))
     config = folder / "providers.yaml"
-    config.write_text(f"gateway: {{port: {port}}}\nproviders:\n{providers}\n")
+    log = "true" if request_log else "false"
+    config.write_text(f"gateway: {{port: {port}, request_log: {log}}}\nproviders:\n{providers}\n")
     proc = spawn([sys.executable, "-m", "supervisor.cli", "gateway", "--config", str(config)])
     url = f"http://127.0.0.1:{port}"
     wait_http(url + "/health")
@@ -206,12 +210,15 @@ def peak_rss(pid: int) -> int:
         return int(psutil.Process(pid).memory_info().rss)
 
 
-def run(seconds: float, folder: Path) -> None:
+def run(seconds: float, folder: Path, log_only: bool = False) -> None:
     lua = folder / "post.lua"
     lua.write_text(LUA % BODY)
     echoes, ports = start_echoes(3)
     gateway = None
     try:
+        if log_only:
+            log_report(log_cost(seconds, folder, ports, lua))
+            return
         gateway, url = start_gateway(folder, ports)
         gw = psutil.Process(gateway.pid)
         direct = f"http://127.0.0.1:{ports[0]}/v1/chat/completions"
@@ -226,6 +233,7 @@ def run(seconds: float, folder: Path) -> None:
                   headers={"X-Unigw-Client": "bench"})
         stream_report(ports[0], int(url.rsplit(":", 1)[1]), seconds)
         print(f"\ngateway peak RSS: {peak_rss(gateway.pid) / 2**20:.1f} MiB")
+        log_report(log_cost(seconds, folder, ports, lua))
     finally:
         for proc in [*echoes, *([gateway] if gateway else [])]:
             with_group(proc, signal.SIGTERM)
@@ -233,6 +241,51 @@ def run(seconds: float, folder: Path) -> None:
                 proc.wait(5)
             except subprocess.TimeoutExpired:
                 with_group(proc, signal.SIGKILL)
+
+
+def log_cost(seconds: float, folder: Path, ports: list[int], lua: Path) -> list[Row]:
+    """The gateway with the request log on, then off, twice: a fresh gateway for each run."""
+    rows = []
+    for run_no, order in ((1, (True, False)), (2, (False, True))):  # neither always goes first
+        for on in order:
+            where = folder / f"log-{run_no}-{'on' if on else 'off'}"
+            where.mkdir()
+            proc, url = start_gateway(where, ports, request_log=on)
+            try:
+                rows.append(measure(f"request log {'on' if on else 'off'} (run {run_no})",
+                                    url + "/v1/chat/completions", 64, seconds, lua,
+                                    psutil.Process(proc.pid)))
+                if on:
+                    writer_cpu_per_row(url)
+            finally:
+                with_group(proc, signal.SIGTERM)
+                proc.wait(10)
+    return rows
+
+
+def writer_cpu_per_row(url: str) -> None:
+    """The writer thread's own CPU per row, from /metrics."""
+    time.sleep(1.0)  # the last batch
+    text = httpx.get(url + "/metrics").text
+    value = {m.group(1): float(m.group(2)) for m in re.finditer(
+        r"^(unigw_request_log_\w+_total) (\S+)$", text, re.M)}
+    rows = value.get("unigw_request_log_rows_total", 0.0)
+    cpu = value.get("unigw_request_log_writer_cpu_seconds_total", 0.0)
+    print(f"  (request log writer thread: {cpu * 1e6 / max(rows, 1):.1f} µs CPU per row, "
+          f"{rows:.0f} rows)", file=sys.stderr)
+
+
+def log_report(rows: list[Row]) -> None:
+    """The request log's rows, and the CPU per call it adds (the mean of the two runs)."""
+    print(f"\n{'request log, 64 clients':<32} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'errors':>6} {'gw cpu ms/req':>13}")
+    for r in rows:
+        print(f"{r.target:<32} {r.rps:>9.0f} {r.p50_ms:>8.3f} {r.p99_ms:>8.3f} {r.errors:>6} "
+              f"{r.cpu_ms or 0.0:>13.3f}")
+    on = [r.cpu_ms or 0.0 for r in rows if " on " in r.target]
+    off = [r.cpu_ms or 0.0 for r in rows if " off " in r.target]
+    print(f"gateway CPU per call: log on {sum(on) / len(on):.3f} ms, off "
+          f"{sum(off) / len(off):.3f} ms ({(sum(on) - sum(off)) / len(on) * 1000:+.0f} µs)")
 
 
 def with_group(proc: subprocess.Popen[bytes], sig: int) -> None:
@@ -271,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=3, help="seconds per measurement")
+    parser.add_argument("--log-only", action="store_true",
+                        help="measure only the request log's cost (on vs off)")
     parser.add_argument("--ttfb-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.ttfb_child:
@@ -281,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: wrk is not installed (Debian: apt-get install -y wrk)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="unigw-bench-") as folder:
-        run(args.duration, Path(folder))
+        run(args.duration, Path(folder), args.log_only)
     return 0
 
 

@@ -21,7 +21,6 @@ DESIGN = Path(__file__).resolve().parents[2] / "shared" / "DESIGN.md"
 #: Commands DESIGN.md names that are not built yet, each with the issue that builds it. The
 #: surface test asserts they are really absent, so this list stays honest.
 PENDING = {
-    "requests": "issue 14",
     "export": "issue 15",
 }
 

@@ -440,6 +440,64 @@ def test_a_failed_call_shows_failing_with_its_message_until_a_good_call(dashboar
         httpx.post(echo, json={"failure": None, "fail_first": None})
 
 
+def test_the_requests_panel_lists_calls_newest_first_and_filters_them(dashboard) -> None:
+    page, _ = dashboard
+    for i in range(3):
+        answer = httpx.post(
+            f"{GATEWAY}/v1/chat/completions", headers={"X-Unigw-Provider": "TalkAI"},
+            json={"model": "GLM-4.5", "messages": [{"role": "user", "content": f"logged {i}"}]},
+            timeout=10)
+        assert answer.status_code == 200
+    missing = httpx.post(f"{GATEWAY}/v1/chat/completions", headers={"X-Unigw-Provider": "nobody"},
+                         json={"model": "GLM-4.5", "messages": [{"role": "user", "content": "x"}]})
+    assert missing.status_code == 404
+    panel = page.locator('[data-testid="requests-panel"]')
+    first = panel.locator('[data-testid="request-row"]').first
+    sync_api.expect(first.locator('[data-field="status"]')).to_have_text("404")  # the newest
+    ids = [int(i) for i in panel.locator('[data-testid="request-row"]').evaluate_all(
+        "rows => rows.map(r => r.dataset.id)")]
+    assert ids == sorted(ids, reverse=True) and len(ids) >= 4
+
+    panel.locator('[data-testid="requests-provider"]').select_option("TalkAI")
+    talk = panel.locator('[data-testid="request-row"]')
+    sync_api.expect(talk.locator('[data-field="provider"]').first).to_have_text("TalkAI")
+    sync_api.expect(talk.first.locator('[data-field="route"]')).to_contain_text(
+        "/v1/chat/completions")
+    providers = talk.locator('[data-field="provider"]').all_inner_texts()
+    assert len(providers) >= 3 and set(providers) == {"TalkAI"}
+    assert all(t.strip() not in ("", "—") for t in talk.locator(
+        '[data-field="tokens"]').all_inner_texts())
+
+    panel.locator('[data-testid="requests-provider"]').select_option("")
+    panel.locator('[data-testid="requests-outcome"]').select_option("failed")
+    sync_api.expect(panel.locator('[data-testid="request-row"]')).to_have_count(1)
+    sync_api.expect(panel.locator('[data-testid="request-row"]').first).to_have_attribute(
+        "data-ok", "false")
+    panel.locator('[data-testid="requests-outcome"]').select_option("all")
+
+
+def test_the_charts_start_from_the_stored_history_after_a_reload(demo, browser) -> None:
+    for i in range(10):
+        answer = httpx.post(
+            f"{GATEWAY}/v1/chat/completions", headers={"X-Unigw-Provider": "ZtoApits"},
+            json={"model": "GLM-4.5", "messages": [{"role": "user", "content": f"seed {i}"}]},
+            timeout=10)
+        assert answer.status_code == 200
+    time.sleep(1.0)  # the log's writer flushes every half second
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    try:
+        page = context.new_page()
+        page.goto(f"{GATEWAY}/")
+        charts = page.locator('[data-testid="charts"]')
+        sync_api.expect(charts).to_have_attribute("data-seeded", re.compile(r"^[1-9][0-9]*$"))
+        assert int(charts.get_attribute("data-seeded") or 0) >= 10
+        card = page.locator('[data-testid="chart"][data-name="ZtoApits"]')
+        # a fresh page has one poll, so no point of its own yet: these came from the log
+        assert int(card.get_attribute("data-points") or 0) >= 2
+    finally:
+        context.close()
+
+
 ATTACK_PAGE = """<!doctype html><html><body>
 <form id="f" method="post" action="{url}"><input type="hidden" name="x" value="1"></form>
 <script>

@@ -35,7 +35,7 @@ def test_every_record_becomes_one_row_newest_first(opened: RequestLog) -> None:
     opened.flush()
     rows = opened.query(limit=10)
     assert [r["model_asked"] for r in rows] == ["m4", "m3", "m2", "m1", "m0"]
-    assert rows[0]["tried"] == [{"provider": "a", "failure": None, "message": None}]
+    assert rows[0]["tried"] == [{"provider": "a", "failure": None, "message": None, "model": None}]
     assert rows[0]["ok"] is True and rows[0]["stream"] is False and rows[0]["total_ms"] == 2.5
 
 
@@ -115,3 +115,14 @@ def test_a_write_that_fails_is_logged_and_dropped_not_raised(opened: RequestLog,
     opened.flush()
     assert "could not write 1 rows" in caplog.text
     assert opened.written == 1  # counted as handled, the writer is still alive
+
+
+def test_a_batch_larger_than_one_insert_statement_is_written_whole(opened: RequestLog) -> None:
+    for i in range(1234):  # more rows than ROWS_PER_INSERT, queued before the writer wakes
+        opened.add(record(i, tried=(Attempt("a", "timeout", 'said "no"\n', "m"), Attempt("b"))))
+    opened.flush()
+    assert opened.count() == 1234
+    newest = opened.query(limit=1)[0]
+    assert newest["model_asked"] == "m1233"
+    assert newest["tried"][0] == {"provider": "a", "failure": "timeout", "message": 'said "no"\n',
+                                  "model": "m"}

@@ -4,6 +4,7 @@
                      loading the config, the options, calling the running instance
     run_cmds.py      up, demo, gateway, down
     control_cmds.py  status, start/stop/restart, logs, strategy, test
+    requests_cmds.py requests: the request log
     setup_cmds.py    install, check
     secret_cmds.py   secret set / secret list
     commands.py      gathers the command modules; main()

@@ -98,6 +98,7 @@ def check_gateway(
     _check_answer_limits(gw, where, problems)
     _check_canary(gw, where, problems)
     _check_allowed_hosts(gw, where, problems)
+    _check_request_log(gw, where, problems)
 
 
 _HOST_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?"  # a name or IPv4
@@ -131,6 +132,16 @@ def _check_canary(gw: dict[str, Any], where: str, problems: list[str]) -> None:
                         f"got {gw['canary_interval']}")
     if not gw.get("canary_prompt", "ping"):
         problems.append(f"{where}: canary_prompt: must not be empty")
+
+
+def _check_request_log(gw: dict[str, Any], where: str, problems: list[str]) -> None:
+    """The request log keeps at least one row, for more than no time."""
+    if gw.get("request_log_rows", 1) < 1:
+        problems.append(f"{where}: request_log_rows: must be at least 1, "
+                        f"got {gw['request_log_rows']}")
+    if gw.get("request_log_days", 1) <= 0:
+        problems.append(f"{where}: request_log_days: must be more than 0, "
+                        f"got {gw['request_log_days']}")
 
 
 def check_model_groups(

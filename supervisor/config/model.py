@@ -86,6 +86,11 @@ class GatewayConfig:
     # the default: each canary spends the provider's upstream quota); see gateway/canary.py
     canary_interval: float = 0.0
     canary_prompt: str = "ping"
+    # the request log, <state_dir>/requests.db: one row per call, never a body unless log_bodies
+    request_log: bool = True
+    request_log_rows: int = 100_000  # the newest rows kept ...
+    request_log_days: float = 30.0  # ... none older than this
+    log_bodies: bool = False  # keep the request and the answer in the log too (prompts!)
 
 
 @dataclass(frozen=True)

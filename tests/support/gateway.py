@@ -10,7 +10,6 @@ configured by a providers.yaml written in ``tmp_path``. Everything is stopped on
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from typing import Any
 import httpx
 import openai
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 from support.echo import REPO_ROOT, EchoProc, free_port, start_echo
 
 CLIENT = {"X-Unigw-Client": "test"}
@@ -169,30 +169,11 @@ def chat(client: openai.OpenAI, text: str = "hello world", model: str = "echo-1"
     return raw.headers["x-unigw-provider"], completion.choices[0].message.content or ""
 
 
-_SAMPLE = re.compile(
-    r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\.)*",?)*\})?'
-    r" (-?[0-9.eE+-]+|NaN|[+-]Inf)$")
-
-
 def parse_prometheus(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    """A strict little parser of the text format: samples by metric name (raises on junk)."""
+    """Samples by sample name (``unigw_requests_total``, ``unigw_latency_seconds_bucket``), as
+    ``prometheus_client``'s own parser reads the text (it raises on anything malformed)."""
     samples: dict[str, list[tuple[dict[str, str], float]]] = {}
-    types: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line:
-            continue
-        if line.startswith("# TYPE "):
-            _, _, name, kind = line.split(" ", 3)
-            assert kind in ("counter", "gauge", "histogram", "summary", "untyped"), line
-            types[name] = kind
-            continue
-        if line.startswith("#"):
-            assert line.startswith("# HELP "), line
-            continue
-        m = _SAMPLE.match(line)
-        assert m, f"not a Prometheus sample line: {line!r}"
-        labels = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
-        family = re.sub(r"_(bucket|sum|count)$", "", m.group(1))
-        assert m.group(1) in types or family in types, f"sample without a TYPE: {line!r}"
-        samples.setdefault(m.group(1), []).append((labels, float(m.group(3))))
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((dict(sample.labels), sample.value))
     return samples
