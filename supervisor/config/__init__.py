@@ -1,7 +1,7 @@
 """providers.yaml, parsed and validated once into frozen dataclasses.
 
-    model.py    the dataclasses (Config, GatewayConfig, SupervisorConfig, ProviderConfig) and
-                load/loads, which report every problem at once (file, provider, field)
+    model.py    the dataclasses (Config, GatewayConfig, SupervisorConfig, ProviderConfig)
+    load.py     load/loads: the file to a Config, every problem at once (file, provider, field)
     schema.py   the fields each section takes and their types
     checks.py   cross-field checks (ports, references between sections)
     secrets.py  ``${NAME}`` references, read from the environment and ``.env``
@@ -11,6 +11,7 @@
 Everything outside this package imports from ``supervisor.config`` itself.
 """
 
+from supervisor.config.load import load, loads
 from supervisor.config.model import (
     REDACTED,
     Config,
@@ -18,8 +19,6 @@ from supervisor.config.model import (
     GatewayConfig,
     ProviderConfig,
     SupervisorConfig,
-    load,
-    loads,
 )
 from supervisor.config.net import is_loopback
 from supervisor.config.ready import JsonCondition, ReadyWhen

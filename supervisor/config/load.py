@@ -1,0 +1,179 @@
+"""providers.yaml → a frozen :class:`~supervisor.config.model.Config`, parsed and validated
+once, at the edge.
+
+Every problem in the file is collected, not just the first, and each names the file, the
+provider and the field: ``providers.yaml: providers[3] (k2think2api2): port: must be an
+integer in 1-65535, got 70000``. ``${NAME}`` references are resolved from the process
+environment and the ``.env`` beside the file; a provider whose required ones are unset is
+loaded with ``missing_secrets`` set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from supervisor.config.checks import check_gateway, check_provider
+from supervisor.config.model import (
+    Config,
+    ConfigError,
+    GatewayConfig,
+    ProviderConfig,
+    SupervisorConfig,
+)
+from supervisor.config.schema import fields_of, kind, unknown_fields
+from supervisor.config.secrets import expand, expand_tracked, read_dotenv
+
+
+def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Read, validate and resolve providers.yaml; raise :class:`ConfigError` with every problem."""
+    p = Path(path).resolve()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    return loads(text, p, environ)
+
+
+def loads(text: str, path: Path, environ: Mapping[str, str] | None = None) -> Config:
+    """Like :func:`load`, from text already read (``path`` names it in messages)."""
+    label = path.name
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{label}: not valid YAML: {exc}"]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"{label}: the top level must be a mapping, got {kind(raw)}"])
+    env = dict(read_dotenv(path.parent / ".env"))  # Config.dotenv_path
+    env.update(os.environ if environ is None else environ)
+    problems: list[str] = []
+    unknown_fields(raw, {"gateway", "supervisor", "providers"}, label, problems)
+    gw_raw = _resolve_gateway_secrets(_section(raw, "gateway", label, problems), env)
+    gw = fields_of(GatewayConfig, gw_raw, f"{label}: gateway", problems)
+    sup = fields_of(
+        SupervisorConfig,
+        _section(raw, "supervisor", label, problems),
+        f"{label}: supervisor",
+        problems,
+    )
+    providers = _providers(raw.get("providers"), label, env, problems)
+    check_gateway(gw, providers, f"{label}: gateway", problems)
+    if problems:
+        raise ConfigError(problems)
+    return Config(
+        path=path,
+        gateway=GatewayConfig(**gw),
+        supervisor=SupervisorConfig(**sup),
+        providers=tuple(ProviderConfig(**p) for p in providers),
+    )
+
+
+def _section(raw: dict[str, Any], name: str, label: str, problems: list[str]) -> dict[str, Any]:
+    value = raw.get(name) or {}
+    if not isinstance(value, dict):
+        problems.append(f"{label}: {name}: must be a mapping, got {kind(value)}")
+        return {}
+    return value
+
+
+def _resolve_gateway_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    out = dict(raw)
+    keys = raw.get("api_keys")
+    if isinstance(keys, list):
+        resolved = [expand(k, env)[0] if isinstance(k, str) else k for k in keys]
+        out["api_keys"] = [k for k in resolved if k != ""]
+    env_key = env.get("UNIGW_API_KEY", "")  # a caller key without editing the file
+    if env_key and (keys is None or isinstance(keys, list)):
+        out["api_keys"] = [*out.get("api_keys", []), env_key]
+    if isinstance(raw.get("admin_key"), str):
+        out["admin_key"] = expand(raw["admin_key"], env)[0]
+    return out
+
+
+def _providers(
+    raw: Any, label: str, env: Mapping[str, str], problems: list[str]
+) -> list[dict[str, Any]]:
+    """Each provider's checked fields; only complete, valid ones are worth building."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        problems.append(f"{label}: providers: must be a list, got {kind(raw)}")
+        return []
+    out: list[dict[str, Any]] = []
+    names: dict[str, int] = {}
+    ports: dict[int, str] = {}
+    for i, item in enumerate(raw):
+        name = item.get("name") if isinstance(item, dict) else None
+        where = f"{label}: providers[{i}]" + (f" ({name})" if isinstance(name, str) else "")
+        if not isinstance(item, dict):
+            problems.append(f"{where}: must be a mapping, got {kind(item)}")
+            continue
+        prov = _provider(item, where, env, problems)
+        name, port = prov.get("name"), prov.get("port")
+        if name in names:
+            problems.append(
+                f"{where}: name: duplicate name {name!r} (also providers[{names[name]}])"
+            )
+        if port in ports:
+            problems.append(f"{where}: port: duplicate port {port} (also used by {ports[port]})")
+        if name is not None:
+            names.setdefault(name, i)
+        if port is not None:
+            ports.setdefault(port, str(name))
+        out.append(prov)
+    return out
+
+
+def _provider(
+    item: dict[str, Any], where: str, env: Mapping[str, str], problems: list[str]
+) -> dict[str, Any]:
+    """One provider's fields with ``${NAME}`` references resolved and secrets marked."""
+    raw = dict(item)
+    missing: list[str] = []
+    names: list[str] = []
+    secret_env: set[str] = set()
+    if isinstance(raw.get("env"), dict):
+        resolved: dict[Any, Any] = {}
+        for k, v in raw["env"].items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                v = str(v)
+            if isinstance(v, str):
+                v, refs, miss = expand_tracked(v, env)
+                secret_env.update([str(k)] if refs else [])
+                missing += miss
+                names += refs
+            resolved[k] = v
+        raw["env"] = resolved
+    key_is_secret = False
+    if isinstance(raw.get("key"), str):
+        raw["key"], refs, miss = expand_tracked(raw["key"], env)
+        key_is_secret = bool(refs)
+        missing += miss
+        names += refs
+    secret_args: set[int] = set()
+    if isinstance(raw.get("start"), list):
+        start = []
+        for i, arg in enumerate(raw["start"]):
+            if isinstance(arg, str):
+                arg, refs, miss = expand_tracked(arg, env)
+                missing += miss
+                names += refs
+                secret_args.update([i] if refs else [])
+            start.append(arg)
+        raw["start"] = start
+    fields = fields_of(ProviderConfig, raw, where, problems)
+    check_provider(fields, where, problems)
+    fields.update(
+        secret_env=frozenset(secret_env),
+        secret_args=frozenset(secret_args),
+        key_is_secret=key_is_secret,
+        missing_secrets=tuple(dict.fromkeys(missing)),
+        secret_names=tuple(dict.fromkeys(names)),
+    )
+    return fields
