@@ -26,8 +26,9 @@ from gateway.calls import Calls, Trace
 from gateway.canary import Canary, CanarySettings
 from gateway.control import Guard, OriginDoor
 from gateway.errors import AttemptFailed, GatewayError, NotFound, handle_error
-from gateway.proxy import ChatResult, ChatStream, Proxy
+from gateway.proxy import Proxy
 from gateway.requestlog import LogSettings, RequestLog
+from gateway.results import ChatResult, ChatStream
 from gateway.routes import HotPaths, routes
 from gateway.routing import Backend, OutlierPolicy, Router, RoutingSettings
 from gateway.rows import ProviderRow

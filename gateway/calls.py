@@ -47,8 +47,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import AttemptFailed, FailureClass, GatewayError
-from gateway.proxy import Answer, ChatStream, Opened
 from gateway.requestlog import Attempt, RequestLog, RequestRecord
+from gateway.results import Answer, ChatStream, Opened
 from gateway.routing import Backend, Plan
 from gateway.stats import Outcome, Stats
 from gateway.translate.stream import close_upstream

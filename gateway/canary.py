@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.errors import GatewayError, ProviderFailed, ProviderRejected
-from gateway.proxy import ChatResult, Proxy
+from gateway.proxy import Proxy
+from gateway.results import ChatResult
 from gateway.routing import Plan, Router
 from gateway.stats import Serving
 from supervisor.config import Config

@@ -29,7 +29,7 @@ from gateway.asgi import (
 )
 from gateway.calls import Trace
 from gateway.errors import OPENAI, BadRequest, GatewayError
-from gateway.proxy import Answer, Job, Opened
+from gateway.results import Answer, Job, Opened
 from gateway.stats import Outcome
 
 if TYPE_CHECKING:

@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gateway.connection import Deadline
@@ -50,6 +50,7 @@ from gateway.errors import (
     all_failed,
     same_failure_everywhere,
 )
+from gateway.results import Answer, ChatResult, ChatStream, Chunks, Job, Opened
 from gateway.routing import Backend, Plan, Router
 from gateway.stats import Failure, Outcome, Stats
 from gateway.strategies import PickContext, Strategy
@@ -68,76 +69,6 @@ if TYPE_CHECKING:
 
 CHAT_PATH = "/v1/chat/completions"
 WHOLE_TYPES = (b"application/json", b"text/html")  # a stream request answered with these: whole
-
-
-@dataclass
-class Job:
-    """One request to proxy: the parsed body, its original bytes, and where it may go."""
-
-    path: str
-    body: dict[str, Any]
-    raw: bytes | None
-    stream: bool
-    plan: Plan
-    trace: Trace | None = None  # told the attempts when the loop ends (the request log)
-
-
-@dataclass
-class Answer:
-    """A provider's whole (non-streaming) answer."""
-
-    backend: Backend
-    status: int
-    content_type: bytes
-    body: bytes
-    model: str
-    data: dict[str, Any] | None = field(default=None, repr=False)  # a 2xx body, parsed
-    seconds: float = 0.0  # from the request sent to this answer read and checked
-
-
-@dataclass(eq=False)
-class Opened:
-    """A provider's stream, committed (its first content is in ``first``); in flight until
-    :meth:`finish`."""
-
-    backend: Backend
-    response: UpstreamResponse
-    first: bytes
-    ttfb: float
-    model: str
-    stats: Stats
-    outcome: Outcome | None = None  # set by finish
-    failure: Failure | None = None
-
-    def finish(self, outcome: Outcome, failure: Failure | None = None) -> None:
-        """Close the upstream response and record the outcome (once; later calls do nothing)."""
-        if self.outcome is None:
-            self.outcome, self.failure = outcome, failure
-            self.response.close()
-            self.stats.observe(self.backend.stats, outcome, self.ttfb, failure=failure)
-
-
-@dataclass
-class ChatResult:
-    """``forward_chat`` without streaming: the provider's chat.completion as a dict."""
-
-    provider: str
-    model: str
-    body: dict[str, Any]
-
-
-@dataclass
-class ChatStream:
-    """``forward_chat`` with streaming: chat.completion.chunk dicts as they arrive.
-
-    Iterating ``chunks`` ends after the provider's ``[DONE]``; it raises a
-    :class:`~gateway.errors.ProviderFailed` (``status_code`` 502, or 504 on a stall) if the
-    provider breaks the stream. Close it (``await chunks.aclose()``) if you stop early.
-    """
-
-    provider: str
-    model: str
-    chunks: AsyncIterator[dict[str, Any]] = field(repr=False)
 
 
 class Proxy:
@@ -337,7 +268,7 @@ class Proxy:
                     else self.router.plan(model))  # type: ignore[arg-type]
         result = await self.call(Job(CHAT_PATH, request, None, stream, plan, trace))
         if isinstance(result, Opened):
-            chunks = _Chunks(self._chunks(result), result)
+            chunks = Chunks(self._chunks(result), result)
             return ChatStream(result.backend.name, result.model, chunks)
         if result.data is None:  # only a client error comes without a parsed body
             raise ProviderRejected(result.backend.name, result.status,
@@ -361,24 +292,6 @@ class Proxy:
             except ValueError:
                 raise ProviderFailed(f"provider {opened.backend.name!r} sent a chunk that is "
                                      "not JSON") from None
-
-
-class _Chunks:
-    """An opened stream's chunk iterator whose ``aclose`` releases the provider even if
-    iteration never started (an async generator's ``finally`` would not run then)."""
-
-    def __init__(self, chunks: AsyncGenerator[dict[str, Any], None], opened: Opened) -> None:
-        self._chunks, self._opened = chunks, opened
-
-    def __aiter__(self) -> _Chunks:
-        return self
-
-    async def __anext__(self) -> dict[str, Any]:
-        return await self._chunks.__anext__()
-
-    async def aclose(self) -> None:
-        await self._chunks.aclose()
-        self._opened.finish(Outcome.CANCELLED)  # a no-op if it was finished already
 
 
 @dataclass(frozen=True)

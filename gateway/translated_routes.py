@@ -48,7 +48,7 @@ from gateway.asgi import (
 )
 from gateway.calls import Trace
 from gateway.errors import ANTHROPIC, GEMINI, BadRequest, Envelope, GatewayError
-from gateway.proxy import ChatResult, ChatStream
+from gateway.results import ChatResult, ChatStream
 from gateway.translate import anthropic as anthropic_api
 from gateway.translate import gemini as gemini_api
 from gateway.translate.stream import close_upstream

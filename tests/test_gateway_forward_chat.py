@@ -14,7 +14,7 @@ from support.gateway import write_config
 
 from gateway.app import Gateway, create_app
 from gateway.errors import NotFound, ProviderFailed
-from gateway.proxy import ChatResult, ChatStream
+from gateway.results import ChatResult, ChatStream
 from supervisor.config import load
 from supervisor.lifecycle.external import ExternalView
 
