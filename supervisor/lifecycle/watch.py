@@ -48,6 +48,7 @@ class Watch:
         self.started_ok = False  # the startup probe has succeeded (it answered once)
         self.failures = 0  # consecutive unanswered probes since then
         self._sample_at = child.started  # when the next tree sample is due
+        self.clock: Callable[[], float] = time.monotonic  # (a test's fake clock replaces it)
 
     async def run(self) -> str:
         """Until the child exits or must be restarted; return why."""
@@ -64,7 +65,7 @@ class Watch:
 
     async def _probe(self) -> tuple[ProbeResult, TreeSample | None]:
         """One probe, and a tree sample alongside when one is due."""
-        now = time.monotonic()
+        now = self.clock()
         if now < self._sample_at:
             return await self.prober.probe(self.provider), None
         self._sample_at = now + (SAMPLE_EVERY if self.started_ok else STARTUP_SAMPLE_EVERY)
@@ -83,7 +84,7 @@ class Watch:
                 self.started_ok = True
                 return None
             grace = self.settings.startup_grace
-            if time.monotonic() - self.child.started >= grace:
+            if self.clock() - self.child.started >= grace:
                 return f"no answer from {health} within the startup grace of {grace:g}s " \
                        f"({result.describe()})"
             return None
