@@ -35,12 +35,17 @@ class Clock:
 
 
 class FakeProber:
-    def __init__(self, answers: list[ProbeResult]) -> None:
+    def __init__(self, answers: list[ProbeResult], clock: Clock) -> None:
         self.answers = answers
-        self.count = 0
+        self.clock = clock
+        self.at: list[float] = []  # the fake time of each probe
+
+    @property
+    def count(self) -> int:
+        return len(self.at)
 
     async def probe(self, provider: ProviderConfig) -> ProbeResult:
-        self.count += 1
+        self.at.append(self.clock.now)
         return self.answers.pop(0) if self.answers else ANSWERED
 
 
@@ -72,7 +77,7 @@ def watch_for(monkeypatch: pytest.MonkeyPatch, rounds: int, answers: list[ProbeR
     monkeypatch.setattr(watch_module.asyncio, "to_thread", _inline)
     provider = ProviderConfig(name="p", port=1, runtime="python", start=("x",), health="/health")
     settings = SupervisorConfig(probe_interval=interval, startup_grace=60.0)
-    prober, sampler, seen = FakeProber(list(answers)), FakeSampler(), []
+    prober, sampler, seen = FakeProber(list(answers), clock), FakeSampler(), []
     w = Watch(provider, settings, child, prober, sampler,  # type: ignore[arg-type]
               lambda result, state, sample: seen.append((result, state, sample)))
     w.clock = lambda: clock.now
@@ -89,7 +94,8 @@ def test_a_starting_process_is_probed_fast_until_it_answers_then_at_the_interval
 ) -> None:
     clock, prober, _, seen = watch_for(monkeypatch, rounds=12, answers=[REFUSED] * 8)
     assert clock.waits[:9] == [STARTUP_POLL] * 9  # 8 refused probes, then the first answer
-    assert clock.waits[9:] == [2.0] * 4
+    # then on the interval's grid (every watch wakes together): 2 s, 4 s, 6 s of the clock
+    assert prober.at[9:] == pytest.approx([2.0, 4.0, 6.0])
     assert prober.count == 12
     states = [state for _, state, _ in seen]
     assert states[:8] == [None] * 8 and set(states[8:]) == {watch_module.State.READY}

@@ -45,6 +45,7 @@ class Child:
     create_time: float
     started: float
     pump: asyncio.Task[None]
+    exited: asyncio.Future[None] | None = None  # done once the leader has exited (see spawn)
 
     @property
     def pid(self) -> int:
@@ -77,7 +78,29 @@ async def spawn(
         create_time = time.time()
     assert proc.stdout is not None
     pump = asyncio.create_task(_pump(proc.stdout, log), name=f"log-pump-{proc.pid}")
-    return Child(proc=proc, create_time=create_time, started=time.monotonic(), pump=pump)
+    return Child(proc=proc, create_time=create_time, started=time.monotonic(), pump=pump,
+                 exited=_exit_signal(proc.pid))
+
+
+def _exit_signal(pid: int) -> asyncio.Future[None] | None:
+    """A future done the moment ``pid`` exits (a pidfd in the loop); None without pidfds
+    (not Linux 5.3+). Opened right after the spawn, before asyncio can reap the child, so the
+    pid is still the child's; the pidfd is closed when it fires."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        loop.remove_reader(fd)
+        os.close(fd)
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(fd, readable)
+    return exited
 
 
 async def _pump(stream: asyncio.StreamReader, log: ProviderLog) -> None:
@@ -98,18 +121,20 @@ async def wait_exit(child: Child, timeout: float | None = None) -> bool:
     """Until the leader has exited (True) or ``timeout`` passed (False).
 
     Not ``proc.wait()`` alone: asyncio wakes that only once the output pipe closes too, and a
-    grandchild may hold the pipe open long after the leader died. On Linux a pidfd wakes the
-    loop the moment the leader exits, so a watch costs no timer ticks while it waits; asyncio
-    reaps the child (and sets ``returncode``) an instant later, which a short poll then sees.
+    grandchild may hold the pipe open long after the leader died. On Linux the child's pidfd
+    (``child.exited``) wakes the loop the moment the leader exits, so a watch costs no timer
+    ticks while it waits; asyncio reaps the child (and sets ``returncode``) an instant later,
+    which a short poll then sees.
     """
     deadline = None if timeout is None else time.monotonic() + timeout
     poll = _POLL * 2
-    if child.returncode is None:
-        signalled = await _until_exit_signalled(child.pid, timeout)
-        if signalled is False:
-            return child.returncode is not None  # the pidfd saw no exit within the timeout
-        if signalled:
-            poll = _POLL / 10  # it has exited: the reaping is a moment away
+    exited = child.exited
+    if child.returncode is None and exited is not None:
+        if not exited.done():
+            await asyncio.wait({exited}, timeout=timeout)  # (unlike wait_for, cancels nothing)
+            if not exited.done():
+                return child.returncode is not None
+        poll = _POLL / 10  # it has exited: the reaping is a moment away
     waiter = asyncio.ensure_future(child.proc.wait())
     try:
         while child.returncode is None:
@@ -122,29 +147,6 @@ async def wait_exit(child: Child, timeout: float | None = None) -> bool:
         return True
     finally:
         waiter.cancel()
-
-
-async def _until_exit_signalled(pid: int, timeout: float | None) -> bool | None:
-    """Until ``pid`` has exited (True) or ``timeout`` passed (False); None at once where there
-    is no pidfd (not Linux 5.3+, or the process is already reaped)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        return None
-    loop = asyncio.get_running_loop()
-    exited: asyncio.Future[None] = loop.create_future()
-
-    def readable() -> None:
-        if not exited.done():
-            exited.set_result(None)
-
-    try:
-        loop.add_reader(fd, readable)
-        await asyncio.wait({exited}, timeout=timeout)  # (wait, unlike wait_for, cancels nothing)
-        return exited.done()
-    finally:
-        loop.remove_reader(fd)
-        os.close(fd)
 
 
 def snapshot(pid: int, belongs: Belongs | None = None) -> list[psutil.Process]:
@@ -298,12 +300,14 @@ class TreeSample:
 class TreeSampler:
     """Samples a tree; keeps psutil objects between calls so cpu_percent measures an interval.
 
-    Measured with 77 processes on the machine: CPU and memory of a known process cost 70 µs,
-    the listening sockets (:func:`supervisor.proc.listens.listening`) 250 µs, but finding the
-    descendants 1.5 ms (psutil reads every process's stat, so more on a busy desktop): that is
-    done for the first :attr:`SCANS_FIRST` samples (a tree grows while it starts) and then
-    every :attr:`SCAN_EVERY` seconds; between scans the known processes are read (the ones that
-    exited dropped).
+    Measured with 77 processes on the machine, between other work (cold caches): CPU and
+    memory of a known process cost 0.5 ms, its listening sockets
+    (:func:`supervisor.proc.listens.listening`) 0.5 ms, and finding the descendants 1.5 ms
+    (psutil reads every process's stat, so more on a busy desktop). The descendants and the
+    sockets are read for the first :attr:`SCANS_FIRST` samples and until it listens (a tree
+    grows and binds while it starts), then every :attr:`SCAN_EVERY` seconds; between scans
+    only the known processes' CPU and memory are (the ones that exited dropped), and the
+    sockets last seen are reported.
     """
 
     SCANS_FIRST = 3
@@ -314,12 +318,15 @@ class TreeSampler:
         self._procs: dict[int, psutil.Process] = {}
         self._scans = 0
         self._scanned_at = float("-inf")
+        self._listens: set[tuple[str, int]] = set()
 
     def sample(self) -> TreeSample:
         """Blocking (reads /proc): call it through ``asyncio.to_thread``."""
         out = TreeSample()
         now = time.monotonic()
-        if self._scans < self.SCANS_FIRST or now - self._scanned_at >= self.SCAN_EVERY:
+        scan = (self._scans < self.SCANS_FIRST or not self._listens
+                or now - self._scanned_at >= self.SCAN_EVERY)
+        if scan:
             try:
                 leader = self._procs.get(self.pid) or psutil.Process(self.pid)
                 current = [leader, *leader.children(recursive=True)]
@@ -338,5 +345,7 @@ class TreeSampler:
                 alive[pid] = p
                 out.pids.append(pid)
         self._procs = alive
-        out.listens = listens.listening(out.pids)
+        if scan:
+            self._listens = listens.listening(out.pids)
+        out.listens = set(self._listens)
         return out
