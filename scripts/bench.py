@@ -16,7 +16,7 @@ as subprocesses on free ports, then measures with ``wrk`` (Debian: ``apt-get ins
 The supervisor part (:mod:`bench_supervisor`) measures the echo provider's bare start,
 ``unigw up`` on 14 of them, kill → ready and the idle supervisor's CPU, each next to its target.
 
-A full run takes about three minutes on 2 cores; ``--quick`` (1 s measurements, two strategies,
+A full run takes about four minutes on 2 cores; ``--quick`` (1 s measurements, two strategies,
 a 10 s idle window) under one.
 """
 

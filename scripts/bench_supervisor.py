@@ -45,10 +45,11 @@ class Plan:
     bare_runs: int
     kills: int
     idle_seconds: float
+    settle_seconds: float = 5.0  # after the kills: the restarted ones leave their start cadence
     providers: int = 14
 
 
-FULL = Plan(bare_runs=5, kills=8, idle_seconds=60.0)
+FULL = Plan(bare_runs=5, kills=8, idle_seconds=60.0, settle_seconds=10.0)
 QUICK = Plan(bare_runs=3, kills=4, idle_seconds=10.0)
 
 
@@ -193,8 +194,7 @@ def supervised(folder: Path, plan: Plan) -> Supervised:
         start_s = time.perf_counter() - started
         time.sleep(1.0)  # let the start settle before the kills
         kills = [kill_to_ready(gw, f"echo{i % plan.providers}") for i in range(plan.kills)]
-        gw.get("/health")  # (closes nothing; the kept-alive connection just idles from here)
-        time.sleep(2.0)
+        time.sleep(plan.settle_seconds)
         before, t0 = cpu_seconds(proc.pid), time.perf_counter()
         time.sleep(plan.idle_seconds)
         idle = (cpu_seconds(proc.pid) - before) / (time.perf_counter() - t0) * 100
