@@ -1,8 +1,8 @@
 """Benchmark the gateway against calling an echo provider directly.
 
-    python scripts/bench.py [--duration 3]
+    python scripts/bench.py [--duration 3] [--quick] [--only gateway|supervisor]
 
-Starts three echo providers and a gateway (``unigw gateway``) in front of them, all
+The gateway part starts three echo providers and a gateway (``unigw gateway``) in front of them, all
 as subprocesses on free ports, then measures with ``wrk`` (Debian: ``apt-get install wrk``):
 
 * non-streaming chat calls at 1 and 64 concurrent clients, one echo provider called directly
@@ -15,7 +15,11 @@ as subprocesses on free ports, then measures with ``wrk`` (Debian: ``apt-get ins
   off, run back to back twice (the machine is noisy), its CPU milliseconds per call each time;
 * the gateway's peak resident memory.
 
-A full run takes about two minutes on 2 cores.
+The supervisor part (:mod:`bench_supervisor`) measures the echo provider's bare start,
+``unigw up`` on 14 of them, kill → ready and the idle supervisor's CPU, each next to its target.
+
+A full run takes about four minutes on 2 cores; ``--quick`` (1 s measurements, two strategies,
+a 10 s idle window) under one.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+import bench_supervisor  # noqa: E402
 
 from gateway.strategies import STRATEGIES  # noqa: E402
 
@@ -210,7 +216,8 @@ def peak_rss(pid: int) -> int:
         return int(psutil.Process(pid).memory_info().rss)
 
 
-def run(seconds: float, folder: Path, log_only: bool = False) -> None:
+def run(seconds: float, folder: Path, strategies: list[str],
+        stream_clients: tuple[int, ...], log_only: bool = False) -> None:
     lua = folder / "post.lua"
     lua.write_text(LUA % BODY)
     echoes, ports = start_echoes(3)
@@ -223,7 +230,7 @@ def run(seconds: float, folder: Path, log_only: bool = False) -> None:
         gw = psutil.Process(gateway.pid)
         direct = f"http://127.0.0.1:{ports[0]}/v1/chat/completions"
         rows = [measure("echo direct", direct, c, seconds, lua, None) for c in (1, 64)]
-        for name in STRATEGIES:
+        for name in strategies:
             httpx.put(url + "/config", json={"strategy": name}, headers={"X-Unigw-Client": "bench"})
             for clients in (1, 64):
                 rows.append(measure(f"gateway {name}", url + "/v1/chat/completions", clients,
@@ -231,7 +238,7 @@ def run(seconds: float, folder: Path, log_only: bool = False) -> None:
         report(rows)
         httpx.put(url + "/config", json={"strategy": "round_robin"},
                   headers={"X-Unigw-Client": "bench"})
-        stream_report(ports[0], int(url.rsplit(":", 1)[1]), seconds)
+        stream_report(ports[0], int(url.rsplit(":", 1)[1]), seconds, stream_clients)
         print(f"\ngateway peak RSS: {peak_rss(gateway.pid) / 2**20:.1f} MiB")
         log_report(log_cost(seconds, folder, ports, lua))
     finally:
@@ -306,9 +313,10 @@ def report(rows: list[Row]) -> None:
               f"{added:>8} {r.errors:>6} {cpu:>13}")
 
 
-def stream_report(echo_port: int, gateway_port: int, seconds: float) -> None:
+def stream_report(echo_port: int, gateway_port: int, seconds: float,
+                  stream_clients: tuple[int, ...] = (16, 1)) -> None:
     """Streams' time to first byte at 16 clients (the issue's measure) and at 1 (no queueing)."""
-    for clients in (16, 1):
+    for clients in stream_clients:
         head = f"streams, {clients} client{'s' if clients > 1 else ''}"
         print(f"\n{head:<32} {'TTFB p50 ms':>12} {'TTFB p99 ms':>12} {'streams':>8}")
         base = None
@@ -326,17 +334,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=3, help="seconds per measurement")
     parser.add_argument("--log-only", action="store_true",
                         help="measure only the request log's cost (on vs off)")
+    parser.add_argument("--quick", action="store_true",
+                        help="everything, shorter (1 s measurements, 2 strategies): under a minute")
+    parser.add_argument("--only", choices=("gateway", "supervisor"), help="one part only")
     parser.add_argument("--ttfb-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.ttfb_child:
         port, clients, seconds = args.ttfb_child
         ttfb_child(int(port), int(clients), float(seconds))
         return 0
-    if shutil.which("wrk") is None:
+    if args.only != "supervisor" and shutil.which("wrk") is None:
         print("bench: wrk is not installed (Debian: apt-get install -y wrk)", file=sys.stderr)
         return 2
+    seconds = 1 if args.quick else args.duration
+    strategies = list(STRATEGIES)[:2] if args.quick else list(STRATEGIES)
     with tempfile.TemporaryDirectory(prefix="unigw-bench-") as folder:
-        run(args.duration, Path(folder), args.log_only)
+        if args.only != "supervisor":
+            run(seconds, Path(folder), strategies, (16,) if args.quick else (16, 1),
+                args.log_only)
+        if args.only != "gateway" and not args.log_only:
+            plan = bench_supervisor.QUICK if args.quick else bench_supervisor.FULL
+            bench_supervisor.run(Path(folder), plan)
     return 0
 
 

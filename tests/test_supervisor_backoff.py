@@ -50,7 +50,49 @@ def test_delay_starts_over_after_staying_ready_for_reset_after() -> None:
     assert [p.on_exit().delay, p.on_exit().delay, p.on_exit().delay] == [1.0, 2.0, 4.0]
     p.on_ready()
     clock.now += 61
+    assert p.on_exit().delay == 0.0  # started over: the immediate restart of a ready one
     assert p.on_exit().delay == 1.0
+
+
+def test_a_ready_provider_that_exits_restarts_at_once_the_first_time_only() -> None:
+    clock = FakeClock()
+    p = policy(clock, reset_after=60.0)
+    delays = []
+    for _ in range(4):  # ready for 5 s, then dead: again and again
+        p.on_ready()
+        clock.now += 5
+        delays.append(p.on_exit().delay)
+        clock.now += 1
+    assert delays == [0.0, 1.0, 2.0, 4.0]
+
+
+def test_a_provider_that_never_became_ready_gets_no_immediate_restart() -> None:
+    clock = FakeClock()
+    p = policy(clock)
+    assert p.on_exit() == Restart(1.0, crash_loop=False)
+    p.on_ready()  # ready now, but its backoff is not fresh: it died before
+    assert p.on_exit().delay == 2.0
+
+
+def test_the_immediate_restart_comes_back_after_staying_ready_for_reset_after() -> None:
+    clock = FakeClock()
+    p = policy(clock, reset_after=60.0)
+    p.on_ready()
+    assert p.on_exit().delay == 0.0
+    p.on_ready()
+    clock.now += 61
+    assert p.on_exit().delay == 0.0
+    p.reset()
+    p.on_ready()
+    assert p.on_exit().delay == 0.0  # and after a reset (`unigw restart`)
+
+
+def test_a_crash_loop_never_restarts_at_once() -> None:
+    clock = FakeClock()
+    p = policy(clock, crash_loop_max=1, crash_loop_window=100.0)
+    p.on_ready()
+    restart = p.on_exit()
+    assert restart.crash_loop and restart.delay == 1.0
 
 
 def test_short_ready_period_keeps_the_backoff_growing() -> None:
@@ -93,7 +135,7 @@ def test_a_crash_loop_ends_when_the_exits_leave_the_window() -> None:
     p.on_ready()
     clock.now += 60  # stayed ready for reset_after: the backoff starts again
     restart = p.on_exit()
-    assert not restart.crash_loop and restart.delay == 1.0
+    assert not restart.crash_loop and restart.delay == 0.0  # (at once: it was ready)
 
 
 def test_exits_spread_wider_than_the_window_are_not_a_crash_loop() -> None:

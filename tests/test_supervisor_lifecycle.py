@@ -80,6 +80,8 @@ def test_killed_provider_is_restarted_once_and_ready_again(tmp_path: Path) -> No
         assert r.restarts == 1
         assert r.last_error == "killed by SIGKILL"
         assert _gone(first) and _gone(grandchild)
+        log = sup.log_tail("a", 100) or []
+        assert any("restarting in 0.00s" in line for line in log)  # it was ready: at once
 
     run(config, body)
 

@@ -5,10 +5,16 @@ clock. The supervisor asks it one question after every exit (or liveness failure
 :meth:`RestartPolicy.on_exit` answers with a :class:`Restart`: the delay to wait before the next
 start, and whether the exits form a crash loop.
 
-- The delay starts at ``initial`` and doubles on each exit up to ``maximum``; jitter shortens
-  it by up to ``jitter`` (a fraction), so providers that died together do not restart together,
-  and the cap is never exceeded.
-- A provider that stayed ready for ``reset_after`` seconds starts again from ``initial``.
+- A provider that was ready when it exited restarts at once if its backoff is fresh (no exit
+  since it last started over): one death of a working process (killed, out of memory) should
+  cost its start time and nothing more. That immediate restart is used up until the backoff
+  starts over (below), so a provider that keeps dying right after becoming ready gets the
+  growing delays all the same, and a crash loop never restarts at once.
+- Otherwise the delay starts at ``initial`` and doubles on each exit up to ``maximum``; jitter
+  shortens it by up to ``jitter`` (a fraction), so providers that died together do not restart
+  together, and the cap is never exceeded.
+- A provider that stayed ready for ``reset_after`` seconds starts again from ``initial`` (and
+  has its immediate restart back).
 - ``crash_loop_max`` exits within ``crash_loop_window`` seconds is a crash loop. A crash loop
   never gives up (Kubernetes' CrashLoopBackOff, not systemd's ``StartLimitBurst``): the delay
   keeps doubling, now capped at ``crash_loop_max_delay`` instead of ``maximum``, so a provider
@@ -55,6 +61,7 @@ class RestartPolicy:
     attempt: int = 0
     _exits: deque[float] = field(default_factory=deque, repr=False)
     _ready_since: float | None = None
+    _at_once_used: bool = False  # the immediate restart after a ready exit was taken
 
     @classmethod
     def from_settings(cls, settings: SupervisorConfig) -> RestartPolicy:
@@ -77,16 +84,21 @@ class RestartPolicy:
         """The provider left ready; if it had been ready long enough, forget the backoff."""
         if self._ready_since is not None and self.clock() - self._ready_since >= self.reset_after:
             self.attempt = 0
+            self._at_once_used = False
         self._ready_since = None
 
     def on_exit(self) -> Restart:
         """The provider exited or failed liveness: how long to wait, and whether it loops."""
+        was_ready = self._ready_since is not None
         self.on_not_ready()
         now = self.clock()
         self._exits.append(now)
         while self._exits and now - self._exits[0] > self.crash_loop_window:
             self._exits.popleft()
         crash_loop = len(self._exits) >= self.crash_loop_max
+        if was_ready and self.attempt == 0 and not self._at_once_used and not crash_loop:
+            self._at_once_used = True
+            return Restart(0.0, crash_loop=False)
         cap = max(self.maximum, self.crash_loop_max_delay) if crash_loop else self.maximum
         return Restart(self.next_delay(cap), crash_loop)
 
@@ -108,3 +120,4 @@ class RestartPolicy:
         self.attempt = 0
         self._exits.clear()
         self._ready_since = None
+        self._at_once_used = False

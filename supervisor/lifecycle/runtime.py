@@ -301,9 +301,21 @@ class ProviderRuntime(Lifecycle):
                 return
         raise CannotRun(await asyncio.to_thread(leftovers.port_holder, port))
 
-    def _observe(self, result: ProbeResult, state: State | None, sample: TreeSample) -> None:
-        """The watch reports a probe: record it and move ready ⇄ unhealthy as told."""
+    def _observe(self, result: ProbeResult, state: State | None,
+                 sample: TreeSample | None) -> None:
+        """The watch reports a probe (and maybe a tree sample): record them and move
+        ready ⇄ unhealthy as told."""
         self.probe_ok, self.probe_ms = result.ready, result.ms
+        if sample is not None:
+            self._record(sample)
+        if state is State.READY:
+            self.policy.on_ready()
+        elif state is not None:
+            self.policy.on_not_ready()
+        if state is not None:  # leaving ready says why (the probe's reason) in last_error
+            self.transition(state, None if result.ready else f"health probe: {result.describe()}")
+
+    def _record(self, sample: TreeSample) -> None:
         self.cpu_percent, self.rss_bytes = round(sample.cpu_percent, 1), sample.rss_bytes
         warnings = port_warnings(self.provider.port, sample.listens)
         if warnings != self.warnings:
@@ -312,12 +324,6 @@ class ProviderRuntime(Lifecycle):
             if wrong:
                 self.last_error = wrong[0]
             self.shared.on_change()
-        if state is State.READY:
-            self.policy.on_ready()
-        elif state is not None:
-            self.policy.on_not_ready()
-        if state is not None:  # leaving ready says why (the probe's reason) in last_error
-            self.transition(state, None if result.ready else f"health probe: {result.describe()}")
 
     def _say(self, line: str) -> None:
         self.log.note(line)
