@@ -140,6 +140,36 @@ async def send_error(send: Send, exc: GatewayError, envelope: Envelope = OPENAI)
     await send_bytes(send, status, body, [(b"content-type", JSON), *head])
 
 
+class _Watch:
+    """``async with _Watch(receive)``: the current task is cancelled when the client
+    disconnects, and that cancellation (only that one) ends the block quietly, with ``gone``
+    set. :meth:`stop` ends the watch early (a disconnect no longer matters)."""
+
+    def __init__(self, receive: Receive) -> None:
+        self.receive = receive
+        self.gone = asyncio.Event()
+
+    async def __aenter__(self) -> _Watch:
+        task = asyncio.current_task()
+        assert task is not None
+        self.task = task
+        self.watcher = asyncio.ensure_future(_watch_disconnect(self.receive, task, self.gone))
+        return self
+
+    def stop(self) -> None:
+        self.watcher.cancel()
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                        tb: object) -> bool:
+        self.watcher.cancel()
+        if kind is not asyncio.CancelledError or not self.gone.is_set():
+            return False
+        uncancel = getattr(self.task, "uncancel", None)  # Python 3.11+ counts cancellations
+        if uncancel is not None:
+            uncancel()  # the client left: that ends this request normally
+        return True
+
+
 async def unless_gone(receive: Receive, work: Awaitable[T]) -> T:
     """``work``'s result; if the client disconnects first, ``work`` is cancelled (a provider
     attempt under way records ``cancelled``) and :class:`~gateway.errors.ClientGone` raised.
@@ -147,21 +177,9 @@ async def unless_gone(receive: Receive, work: Awaitable[T]) -> T:
     Call it once the whole body was received: from then on ``receive`` returns only at the
     disconnect.
     """
-    task = asyncio.current_task()
-    assert task is not None
-    gone = asyncio.Event()
-    watcher = asyncio.ensure_future(_watch_disconnect(receive, task, gone))
-    try:
+    async with _Watch(receive):
         return await work
-    except asyncio.CancelledError:
-        if not gone.is_set():
-            raise
-        uncancel = getattr(task, "uncancel", None)  # Python 3.11+ counts cancellations
-        if uncancel is not None:
-            uncancel()  # the client left: that ends this request normally
-        raise ClientGone("the client disconnected before its answer") from None
-    finally:
-        watcher.cancel()
+    raise ClientGone("the client disconnected before its answer")
 
 
 async def pass_through(receive: Receive, send: Send, status: int, head: list[tuple[bytes, bytes]],
@@ -170,24 +188,12 @@ async def pass_through(receive: Receive, send: Send, status: int, head: list[tup
 
     The caller closes the upstream behind ``events`` in its own ``finally``.
     """
-    task = asyncio.current_task()
-    assert task is not None
-    gone = asyncio.Event()
-    watcher = asyncio.ensure_future(_watch_disconnect(receive, task, gone))
-    try:
+    async with _Watch(receive) as watch:
         await send({"type": "http.response.start", "status": status, "headers": head})
         async for data in events:
             await send({"type": "http.response.body", "body": data, "more_body": True})
-        watcher.cancel()  # from here a disconnect no longer matters
+        watch.stop()  # from here a disconnect no longer matters
         await send({"type": "http.response.body", "body": b""})
-    except asyncio.CancelledError:
-        if not gone.is_set():
-            raise
-        uncancel = getattr(task, "uncancel", None)  # Python 3.11+ counts cancellations
-        if uncancel is not None:
-            uncancel()  # the client left: that ends this request normally
-    finally:
-        watcher.cancel()
 
 
 async def _watch_disconnect(receive: Receive, task: asyncio.Task[Any], gone: asyncio.Event) -> None:

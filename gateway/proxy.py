@@ -43,6 +43,7 @@ from gateway.errors import (
     BadRequest,
     BadStatus,
     FailureClass,
+    MalformedAnswer,
     ProviderFailed,
     ProviderRejected,
     ProviderTimeout,
@@ -230,6 +231,8 @@ class Proxy:
                 if not piece:
                     break
                 pending = pending + piece if pending else piece
+                if len(pending) > self.hold_max_bytes:  # no event boundary: never buffer on
+                    raise MalformedAnswer(f"an event over {self.hold_max_bytes} bytes")
             if pending:
                 yield pending
             outcome = Outcome.OK

@@ -109,19 +109,30 @@ def _short(text: str) -> str:
     return " ".join(text.split())[:DETAIL_LIMIT]
 
 
-def check_answer(body: bytes, patterns: ErrorPatterns) -> dict[str, Any]:
-    """A non-streaming 2xx body as a dict, or :class:`BadAnswer` if it is really an error."""
+def _object(raw: bytes | str, what: str = "") -> dict[str, Any]:
+    """``raw`` as a JSON object that is no error member, else :class:`BadAnswer` saying why
+    (``what`` names the thing: "" for an answer, "an event that is " for a stream's event)."""
     try:
-        data = json.loads(body)
+        data = json.loads(raw)
     except ValueError:
-        raise BadAnswer(f"not JSON: {_short(body.decode('utf-8', 'replace'))}") from None
+        raise BadAnswer(f"{what}not JSON: {_shown(raw)}") from None
     if not isinstance(data, dict):
-        raise BadAnswer(f"not a JSON object: {_short(body.decode('utf-8', 'replace'))}")
+        raise BadAnswer(f"{what}not a JSON object: {_shown(raw)}")
     if data.get("error"):
         raise BadAnswer(f"error: {error_text(data['error'])}", said_error=True)
+    return data
+
+
+def _shown(raw: bytes | str) -> str:
+    return _short(raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw)
+
+
+def check_answer(body: bytes, patterns: ErrorPatterns) -> dict[str, Any]:
+    """A non-streaming 2xx body as a dict, or :class:`BadAnswer` if it is really an error."""
+    data = _object(body)
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices:
-        raise BadAnswer(f"no choices: {_short(body.decode('utf-8', 'replace'))}")
+        raise BadAnswer(f"no choices: {_shown(body)}")
     texts, real = [], False
     for choice in choices:
         if not isinstance(choice, dict) or choice.get("finish_reason") == "error":
@@ -203,14 +214,7 @@ class Held:
             if self._content:
                 return True
             raise BadAnswer("the stream ended ([DONE]) before any content")
-        try:
-            chunk = json.loads(payload)
-        except ValueError:
-            raise BadAnswer(f"an event that is not JSON: {_short(payload)}") from None
-        if not isinstance(chunk, dict):
-            raise BadAnswer(f"an event that is not a JSON object: {_short(payload)}")
-        if chunk.get("error"):
-            raise BadAnswer(f"error: {error_text(chunk['error'])}", said_error=True)
+        chunk = _object(payload, "an event that is ")
         return self._judge_choices(chunk.get("choices"), payload)
 
     def _judge_choices(self, choices: Any, payload: str) -> bool:

@@ -225,6 +225,24 @@ def test_a_stream_that_drips_without_completing_an_event_ends(front: Front) -> N
     assert front.raw.wait_all_ended()
 
 
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def test_a_committed_stream_whose_next_event_never_ends_is_cut_not_buffered(front: Front) -> None:
+    content = (b'data: {"id":"x","object":"chat.completion.chunk","choices":[{"index":0,'
+               b'"delta":{"content":"hello"},"finish_reason":null}]}\n\n')
+    front.raw.script = lambda conn, req: [SSE, _chunk(content), _chunk(b"data: "),
+                                          Endless(_chunk(b"x" * 65536))]
+    with front.http.stream("POST", "/v1/chat/completions", json={**CHAT, "stream": True},
+                           params={"provider": "bad"}) as response:
+        text = response.read().decode()
+    assert response.status_code == 200 and '"content":"hello"' in text  # committed first
+    assert "event: error" in text and "an event over 1048576 bytes" in text
+    assert "[DONE]" not in text
+    assert front.raw.wait_all_ended()
+
+
 def test_the_client_bounds_a_stream_that_never_completes_an_event() -> None:
     steps: list[Step] = [SSE, Endless(b"1\r\nx\r\n", 0.2)]
     with RawServer(lambda conn, req: steps) as raw:
