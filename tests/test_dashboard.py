@@ -440,8 +440,15 @@ def test_a_failed_call_shows_failing_with_its_message_until_a_good_call(dashboar
         httpx.post(echo, json={"failure": None, "fail_first": None})
 
 
+ROW_FIELDS = """rows => rows.map(r => ({id: Number(r.dataset.id), ok: r.dataset.ok,
+    provider: r.querySelector('[data-field="provider"]').textContent,
+    tokens: r.querySelector('[data-field="tokens"]').textContent}))"""
+
+
 def test_the_requests_panel_lists_calls_newest_first_and_filters_them(dashboard) -> None:
     page, _ = dashboard
+    newest = httpx.get(f"{GATEWAY}/requests?n=1", timeout=5).json()["requests"]
+    start = newest[0]["id"] if newest else 0  # earlier tests of this module logged calls too
     for i in range(3):
         answer = httpx.post(
             f"{GATEWAY}/v1/chat/completions", headers={"X-Unigw-Provider": "TalkAI"},
@@ -452,27 +459,27 @@ def test_the_requests_panel_lists_calls_newest_first_and_filters_them(dashboard)
                          json={"model": "GLM-4.5", "messages": [{"role": "user", "content": "x"}]})
     assert missing.status_code == 404
     panel = page.locator('[data-testid="requests-panel"]')
-    first = panel.locator('[data-testid="request-row"]').first
-    sync_api.expect(first.locator('[data-field="status"]')).to_have_text("404")  # the newest
-    ids = [int(i) for i in panel.locator('[data-testid="request-row"]').evaluate_all(
-        "rows => rows.map(r => r.dataset.id)")]
-    assert ids == sorted(ids, reverse=True) and len(ids) >= 4
+    rows = panel.locator('[data-testid="request-row"]')
+
+    def fresh() -> list[dict[str, Any]]:
+        return [r for r in rows.evaluate_all(ROW_FIELDS) if r["id"] > start]
+
+    sync_api.expect(rows.first.locator('[data-field="status"]')).to_have_text("404")  # newest
+    ids = [r["id"] for r in rows.evaluate_all(ROW_FIELDS)]
+    assert ids == sorted(ids, reverse=True) and len(fresh()) == 4
 
     panel.locator('[data-testid="requests-provider"]').select_option("TalkAI")
-    talk = panel.locator('[data-testid="request-row"]')
-    sync_api.expect(talk.locator('[data-field="provider"]').first).to_have_text("TalkAI")
-    sync_api.expect(talk.first.locator('[data-field="route"]')).to_contain_text(
+    sync_api.expect(rows.first.locator('[data-field="provider"]')).to_have_text("TalkAI")
+    sync_api.expect(rows.first.locator('[data-field="route"]')).to_contain_text(
         "/v1/chat/completions")
-    providers = talk.locator('[data-field="provider"]').all_inner_texts()
-    assert len(providers) >= 3 and set(providers) == {"TalkAI"}
-    assert all(t.strip() not in ("", "—") for t in talk.locator(
-        '[data-field="tokens"]').all_inner_texts())
+    talk = wait_for("the TalkAI calls alone", lambda: (f := fresh()) and len(f) == 3 and f)
+    assert {r["provider"] for r in talk} == {"TalkAI"}
+    assert all(r["tokens"].strip() not in ("", "—") for r in talk)
 
     panel.locator('[data-testid="requests-provider"]').select_option("")
     panel.locator('[data-testid="requests-outcome"]').select_option("failed")
-    sync_api.expect(panel.locator('[data-testid="request-row"]')).to_have_count(1)
-    sync_api.expect(panel.locator('[data-testid="request-row"]').first).to_have_attribute(
-        "data-ok", "false")
+    failed = wait_for("the failed call alone", lambda: (f := fresh()) and len(f) == 1 and f)
+    assert failed[0]["ok"] == "false"
     panel.locator('[data-testid="requests-outcome"]').select_option("all")
 
 

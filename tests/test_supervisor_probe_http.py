@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 
 from support.echo import free_port
 
-from supervisor.config import ProviderConfig
+from supervisor.config import ProviderConfig, ReadyWhen
 from supervisor.lifecycle.probe import BODY_MAX, Prober, ProbeResult
 from supervisor.proc.listens import _proc_net_listens, listening
 
@@ -68,7 +68,7 @@ def test_an_error_status_is_alive_not_ready_and_ready_when_any_accepts_it() -> N
     handle, _ = answering(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
     result = probe(handle)
     assert (result.alive, result.ready, result.status, result.body) == (True, False, 503, b"")
-    assert probe(handle, ready_when="any").ready
+    assert probe(handle, ready_when=ReadyWhen("any")).ready
 
 
 def test_a_body_too_long_or_an_event_stream_is_not_kept_but_the_status_stands() -> None:
