@@ -105,6 +105,9 @@ class Gateway:
         """Hot reload: routing, keys, limits; strategy and retries if the file changed them."""
         old = self.config.gateway
         self._apply(config)
+        # every provider ready after the reload is new to the next table, so its models are
+        # learned again: a changed provider may have restarted too fast to be seen not ready
+        self.router.reset()
         gw = config.gateway
         self.change(strategy=gw.strategy if gw.strategy != old.strategy else None,
                     retries=gw.retries if gw.retries != old.retries else None)
