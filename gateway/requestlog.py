@@ -124,6 +124,7 @@ class RequestLog:
     def __init__(self, settings: LogSettings) -> None:
         self.settings = settings
         self._pending: list[RequestRecord] = []
+        self._queued = 0  # records ever added (under the lock): flush waits for these
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -151,10 +152,12 @@ class RequestLog:
             record = _without_bodies(record)
         with self._lock:
             self._pending.append(record)
+            self._queued += 1
 
     def flush(self) -> None:
         """Ask the writer to write what is queued now, and wait until it has (tests, close)."""
-        done = self.written + len(self._pending)
+        with self._lock:
+            done = self._queued  # not written + pending: a batch in flight is in neither
         self._wake.set()
         deadline = time.monotonic() + 10
         while self.written < done and time.monotonic() < deadline and self._alive():
