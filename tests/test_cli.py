@@ -14,6 +14,7 @@ import pytest
 
 from supervisor.cli import cli
 from supervisor.cli.commands import ExitCode
+from supervisor.cli.output import STATUS_COLUMNS
 
 #: The public contract; in CI the repository is a fresh clone with shared/ beside it.
 DESIGN = Path(__file__).resolve().parents[2] / "shared" / "DESIGN.md"
@@ -224,3 +225,12 @@ def test_up_without_a_config_file_says_where_to_find_one(tmp_path: Path) -> None
     out = unigw("up", cwd=tmp_path)
     assert out.returncode == ExitCode.ERROR
     assert "providers.yaml not found" in out.stderr and "unigw demo" in out.stderr
+
+
+def test_the_status_columns_are_the_designs_with_serving_after_health() -> None:
+    row = next(line for line in _design_section("The command line").splitlines()
+               if line.startswith("| `unigw status"))
+    design = row.split("one row per provider:")[1].split("|")[0].split()
+    # issue 11 adds SERVING (does the provider really answer chats) beside HEALTH (its probe)
+    health = design.index("HEALTH")
+    assert STATUS_COLUMNS == (*design[:health + 1], "SERVING", *design[health + 1:])

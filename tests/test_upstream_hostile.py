@@ -254,6 +254,24 @@ def test_the_client_bounds_a_stream_that_never_completes_an_event() -> None:
 
 # -- a keep-alive connection the provider closed between two requests ---------------------------
 
+
+async def two_calls(port: int, pause: float = 0.0) -> list[bytes]:
+    """Two chat calls through one pool, ``pause`` seconds apart; their bodies."""
+    pool = Upstream(total_timeout=TOTAL)
+    origin = Origin("127.0.0.1", port)
+    data = origin.head("POST", "/v1/chat/completions", {}) + b"2\r\n\r\n{}"
+    bodies = []
+    try:
+        for _ in range(2):
+            response = await pool.request(origin, data, FIRST_BYTE)
+            bodies.append(await response.read(READ))
+            response.close()
+            await asyncio.sleep(pause)
+    finally:
+        await pool.aclose()
+    return bodies
+
+
 STALE: dict[str, list[Step]] = {
     "closed while idle": [answer(200, GOOD), 0.1, CLOSE],
     "reset while idle": [answer(200, GOOD), 0.1, RESET],
@@ -263,23 +281,7 @@ STALE: dict[str, list[Step]] = {
 @pytest.mark.parametrize("how", STALE)
 def test_a_pooled_connection_the_provider_closed_is_retried_on_a_fresh_one(how: str) -> None:
     with RawServer(lambda conn, req: STALE[how]) as raw:
-
-        async def two_calls() -> list[bytes]:
-            pool = Upstream(total_timeout=TOTAL)
-            origin = Origin("127.0.0.1", raw.port)
-            data = origin.head("POST", "/v1/chat/completions", {}) + b"2\r\n\r\n{}"
-            bodies = []
-            try:
-                for _ in range(2):
-                    response = await pool.request(origin, data, FIRST_BYTE)
-                    bodies.append(await response.read(READ))
-                    response.close()
-                    await asyncio.sleep(0.4)  # the provider closes the idle connection
-            finally:
-                await pool.aclose()
-            return bodies
-
-        assert asyncio.run(two_calls()) == [GOOD, GOOD]
+        assert asyncio.run(two_calls(raw.port, pause=0.4)) == [GOOD, GOOD]  # it closes the idle one
         assert [c.chat_requests for c in raw.conns] == [1, 1]
 
 
@@ -287,22 +289,7 @@ def test_a_request_on_a_connection_closed_as_it_was_sent_is_retried_once() -> No
     # the race of a provider's keep-alive timeout: it reads the next request and closes
     script = {0: [[answer(200, GOOD)], [CLOSE]]}
     with RawServer(lambda conn, req: script.get(conn, [[answer(200, GOOD)]] * 2)[req]) as raw:
-
-        async def two_calls() -> list[bytes]:
-            pool = Upstream(total_timeout=TOTAL)
-            origin = Origin("127.0.0.1", raw.port)
-            data = origin.head("POST", "/v1/chat/completions", {}) + b"2\r\n\r\n{}"
-            bodies = []
-            try:
-                for _ in range(2):
-                    response = await pool.request(origin, data, FIRST_BYTE)
-                    bodies.append(await response.read(READ))
-                    response.close()
-            finally:
-                await pool.aclose()
-            return bodies
-
-        assert asyncio.run(two_calls()) == [GOOD, GOOD]
+        assert asyncio.run(two_calls(raw.port)) == [GOOD, GOOD]
         assert [c.chat_requests for c in raw.conns] == [2, 1]
 
 
