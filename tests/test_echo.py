@@ -187,7 +187,7 @@ def test_health_root_and_errors_use_the_openai_envelope(echo: EchoProc) -> None:
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     wrong = httpx.get(echo.url + "/v1/chat/completions")
     assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
-    assert set(wrong.json()["error"]) == {"message", "type", "code"}
+    assert set(wrong.json()["error"]) == {"message", "type", "param", "code"}  # OpenAI ErrorResponse
 
 
 def test_malformed_json_answers_400(echo: EchoProc) -> None:

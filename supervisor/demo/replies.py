@@ -44,7 +44,9 @@ _ERROR_TYPES = {
 
 
 class EchoError(Exception):
-    """An answer in the OpenAI error envelope: ``{"error": {"message", "type", "code"}}``."""
+    """An answer in the OpenAI error envelope: ``{"error": {"message", "type", "param",
+    "code"}}`` (OpenAI's ErrorResponse requires all four; ``param`` null when no field is to
+    blame)."""
 
     def __init__(
         self, status: int, message: str, code: str | None = None, headers: Headers = ()
@@ -58,7 +60,8 @@ class EchoError(Exception):
     def body(self) -> dict[str, Any]:
         """The JSON body of this error."""
         kind = _ERROR_TYPES.get(self.status, "server_error" if self.status >= 500 else "api_error")
-        return {"error": {"message": self.message, "type": kind, "code": self.code}}
+        return {"error": {"message": self.message, "type": kind, "param": None,
+                          "code": self.code}}
 
 
 @dataclass(frozen=True)
