@@ -242,7 +242,11 @@ def _deployment(meta: dict[str, Any], labels: dict[str, str], pod: dict[str, Any
             "spec": {"replicas": 1, "strategy": {"type": strategy},
                      "selector": {"matchLabels": selector},
                      "template": {"metadata": {"labels": {**_BASE_LABELS, **labels},
-                                               "annotations": meta.get("annotations", {})},
+                                               "annotations": {
+                                                   **meta.get("annotations", {}),
+                                                   # kubectl exec/logs without -c
+                                                   "kubectl.kubernetes.io/default-container":
+                                                       "unigw"}},
                                   "spec": pod}}}
 
 
