@@ -253,3 +253,17 @@ def test_the_image_runs_unigw_and_never_gets_the_dotenv() -> None:
     assert re.search(r"^USER 10001", dockerfile, re.M)  # the pods' runAsUser
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert {".env", ".unigw", "apis"} <= set(ignored)
+
+
+def test_a_gateway_key_written_in_the_file_is_warned_of_without_being_shown(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "providers.yaml").write_text(
+        "gateway: {api_keys: [literal-key-5b1e, '${UNIGW_API_KEY}'], admin_key: admin-7c2d}\n"
+        "providers:\n  - {name: one, port: 8100, runtime: python, start: [x]}\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = unigw("export", "kubernetes", cwd=tmp_path, env=env)
+    assert out.returncode == 0, out.stderr
+    warned = [line for line in out.stderr.splitlines() if "warning" in line]
+    assert [w.split()[2] for w in warned] == ["gateway.api_keys", "gateway.admin_key"]
+    assert "literal-key-5b1e" not in out.stderr and "admin-7c2d" not in out.stderr

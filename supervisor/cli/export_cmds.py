@@ -10,7 +10,8 @@ import click
 import yaml
 
 from supervisor.cli.app import cli, config_option, fail, load_config
-from supervisor.cli.k8s_manifests import SECRET, dump, file_name, manifests
+from supervisor.cli.k8s_configs import literal_keys
+from supervisor.cli.k8s_manifests import EDGE_CONFIG, SECRET, dump, file_name, manifests
 
 
 def _default_image() -> str:
@@ -51,6 +52,10 @@ def kubernetes(config_path: str, out_dir: Path | None, image: str) -> None:
     config = load_config(config_path)
     raw = yaml.safe_load(config.path.read_text(encoding="utf-8")) or {}
     objects = manifests(config, raw, image)
+    for field in dict.fromkeys(literal_keys(raw)):
+        click.echo(f"unigw: warning: gateway.{field} in {config.path.name} holds a key as "
+                   f"written; it goes into the ConfigMap {EDGE_CONFIG} in clear. Write it as "
+                   "${NAME} and put NAME in the Secret instead", err=True)
     if out_dir is None:
         click.echo(dump(objects), nl=False)
         return

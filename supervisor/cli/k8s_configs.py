@@ -68,6 +68,16 @@ def _strings(data: Any) -> Iterator[str]:
             yield from _strings(value)
 
 
+def literal_keys(raw: Mapping[str, Any]) -> list[str]:
+    """The gateway keys written in the file itself rather than as ``${NAME}``: they would go
+    into a ConfigMap, readable by whoever may read the namespace's ConfigMaps."""
+    gateway = raw.get("gateway") or {}
+    keys = [("api_keys", k) for k in gateway.get("api_keys") or () if isinstance(k, str)]
+    if isinstance(gateway.get("admin_key"), str):
+        keys.append(("admin_key", gateway["admin_key"]))
+    return [field for field, key in keys if key and not references(key)]
+
+
 def node_names(config: Config) -> dict[str, str]:
     """Each enabled provider's node name (``unigw-node-`` and its name as a DNS label).
 

@@ -285,4 +285,4 @@ def file_name(index: int, obj: Mapping[str, Any]) -> str:
     return f"{index:02d}-{obj['metadata']['name']}.{str(obj['kind']).lower()}.yaml"
 
 
-__all__ = ["EDGE", "SECRET", "Probes", "dump", "file_name", "manifests"]
+__all__ = ["EDGE", "EDGE_CONFIG", "SECRET", "Probes", "dump", "file_name", "manifests"]
