@@ -3,7 +3,8 @@ loading the config, the options written once, and calling the running instance.
 
 The commands themselves live beside this module, one module per kind: ``run_cmds`` (up, demo,
 gateway, down), ``control_cmds`` (status, start/stop/restart, logs, strategy), ``setup_cmds``
-(install, check), ``secret_cmds`` (secret set/list); :mod:`supervisor.cli.commands` gathers them.
+(install, check), ``secret_cmds`` (secret set/list), ``requests_cmds`` (requests),
+``export_cmds`` (export kubernetes); :mod:`supervisor.cli.commands` gathers them.
 Only this package knows click. Data goes to stdout; problems, warnings, logs and progress to
 stderr.
 """

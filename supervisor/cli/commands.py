@@ -4,10 +4,17 @@
 
 from __future__ import annotations
 
-from supervisor.cli import control_cmds, requests_cmds, run_cmds, secret_cmds, setup_cmds
+from supervisor.cli import (
+    control_cmds,
+    export_cmds,
+    requests_cmds,
+    run_cmds,
+    secret_cmds,
+    setup_cmds,
+)
 from supervisor.cli.app import DEMO_FILE, ExitCode, cli
 
-COMMAND_MODULES = (run_cmds, control_cmds, setup_cmds, secret_cmds, requests_cmds)
+COMMAND_MODULES = (run_cmds, control_cmds, setup_cmds, secret_cmds, requests_cmds, export_cmds)
 
 
 def main() -> None:
