@@ -46,12 +46,15 @@ class RemoteRuntime(ExternalProvider):
 
     async def stop(self) -> None:
         """Out of traffic: no probes, no calls."""
+        # first: a probe under way then changes nothing, and the loop ends by itself even if
+        # its cancellation is lost (a wait_for whose probe finishes as it is cancelled may
+        # swallow it; seen under uvloop as a `unigw down` that never returned)
+        self.take_out()
         task, self.task = self.task, None
         if task is not None and not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        self.take_out()
 
     async def restart(self) -> None:
         await self.stop()
