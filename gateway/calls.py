@@ -182,7 +182,7 @@ class Calls:
         self.log.add(RequestRecord(
             ts=trace.ts, route=trace.route, api=trace.api, status=end.status,
             stream=trace.stream, model_asked=trace.model_asked, model_sent=end.model_sent,
-            provider=end.provider, tried=end.attempts, ttfb_ms=_ms(end.ttfb),
+            provider=end.served, tried=end.attempts, ttfb_ms=_ms(end.ttfb),
             total_ms=_ms(total), prompt_tokens=prompt, completion_tokens=completion,
             overhead_ms=_ms(max(0.0, end.added)) if trace.plan is not None else None,
             request_body=trace.request_body, response_body=trace.response_body))
@@ -193,12 +193,13 @@ class _Ending:
     """What a trace says at its end, from its attempts and its answer."""
 
     status: int
-    provider: str | None
+    provider: str | None  # the provider (for the statistics)
     model_sent: str | None
     attempts: tuple[Attempt, ...]
     ttfb: float | None
     added: float
     usage: Any
+    served: str | None = None  # who answered, for the log (``node-2/ZtoApi`` via a unigw node)
 
     @classmethod
     def of(cls, trace: Trace, total: float) -> _Ending:
@@ -216,34 +217,36 @@ class _Ending:
     @classmethod
     def _whole(cls, trace: Trace, answer: Answer, attempts: list[Attempt], wait: float,
                total: float) -> _Ending:
-        name, model = answer.backend.name, answer.model
+        name, model, served = answer.backend.name, answer.model, answer.served
         if answer.status >= 400:  # the provider's 4xx, passed on: the request's fault
             message = provider_message(answer.body)[:MESSAGE_CHARS]
-            attempts.append(Attempt(name, FailureClass.CLIENT_ERROR.value, message, model))
+            attempts.append(Attempt(served, FailureClass.CLIENT_ERROR.value, message, model))
         else:
-            attempts.append(Attempt(name, model=model))
+            attempts.append(Attempt(served, model=model))
         if trace.response_body is None:
             trace.keep_response(answer.body)
         usage = answer.data.get("usage") if answer.data else None
         return cls(trace.status or answer.status, name, model, tuple(attempts), total,
-                   total - wait - answer.seconds, usage)
+                   total - wait - answer.seconds, usage, served)
 
     @classmethod
     def _stream(cls, trace: Trace, opened: Opened, attempts: list[Attempt], wait: float,
                 total: float) -> _Ending:
         name, model, failure = opened.backend.name, opened.model, opened.failure
+        served = opened.served
         status = trace.status or 200
         if opened.outcome is Outcome.FAIL and failure is not None:
             status = 504 if failure.kind is FailureClass.TIMEOUT else 502
-            attempts.append(Attempt(name, failure.kind.value, failure.message[:MESSAGE_CHARS],
-                                    model))
+            attempts.append(Attempt(served, failure.kind.value,
+                                    failure.message[:MESSAGE_CHARS], model))
         else:
-            attempts.append(Attempt(name, model=model))
+            attempts.append(Attempt(served, model=model))
             if opened.outcome is not Outcome.OK:
                 status = GONE
         ttfb = (trace.first or time.perf_counter()) - trace.started
         usage = trace.usage if trace.usage is not None else _stream_usage(trace.tail)
-        return cls(status, name, model, tuple(attempts), ttfb, ttfb - wait - opened.ttfb, usage)
+        return cls(status, name, model, tuple(attempts), ttfb, ttfb - wait - opened.ttfb, usage,
+                   served)
 
 
 def _message(exc: AttemptFailed) -> str:

@@ -71,7 +71,7 @@ class Proxied:
         result = await unless_gone(receive, gateway.proxy.call(job))
         if isinstance(result, Answer):
             head = [(b"content-type", result.content_type),
-                    (PIN_HEADER, result.backend.name.encode())]
+                    (PIN_HEADER, result.served.encode())]
             await send_bytes(send, result.status, result.body, head)
         else:
             await stream_answer(gateway, result, receive, send, trace)
@@ -106,7 +106,7 @@ async def stream_answer(gateway: Gateway, opened: Opened, receive: Receive, send
     """Pass an opened stream through; if the client goes away, stop and close the upstream."""
     content_type = opened.response.header(b"content-type") or b"text/event-stream"
     head = [(b"content-type", content_type), (b"cache-control", b"no-cache"),
-            (PIN_HEADER, opened.backend.name.encode())]
+            (PIN_HEADER, opened.served.encode())]
     events = gateway.proxy.sse(opened)
     watched = trace.watch(events)
     try:

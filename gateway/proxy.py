@@ -35,6 +35,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from gateway.asgi import PIN_HEADER
 from gateway.connection import Deadline
 from gateway.errors import (
     CLIENT_ERROR_STATUSES,
@@ -173,19 +174,20 @@ class Proxy:
                        started: float, model: str) -> Answer | Opened:
         status = response.status
         content_type = response.header(b"content-type") or b"application/json"
+        inner = _inner(backend, response) if backend.nested else None
         if not 200 <= status < 300:
             body = await response.read(self.read_timeout)
             if status in CLIENT_ERROR_STATUSES:
-                return Answer(backend, status, content_type, body, model)
+                return Answer(backend, status, content_type, body, model, inner=inner)
             raise BadStatus(status, provider_message(body), _retry_after(response))
         patterns = self.error_patterns.get(backend.name, NO_PATTERNS)
         if job.stream and not content_type.startswith(WHOLE_TYPES):
             first = await self._hold(response, patterns)
             return Opened(backend, response, first, time.perf_counter() - started, model,
-                          self.stats)
+                          self.stats, inner=inner)
         body = await response.read(self.read_timeout)
         data = check_answer(body, patterns)
-        return Answer(backend, status, content_type, body, model, data)
+        return Answer(backend, status, content_type, body, model, data, inner=inner)
 
     async def _hold(self, response: UpstreamResponse, patterns: ErrorPatterns) -> bytes:
         """The stream's bytes up to its first content (see :class:`gateway.truth.Held`)."""
@@ -272,11 +274,11 @@ class Proxy:
         result = await self.call(Job(CHAT_PATH, request, None, stream, plan, trace))
         if isinstance(result, Opened):
             chunks = Chunks(self._chunks(result), result)
-            return ChatStream(result.backend.name, result.model, chunks)
+            return ChatStream(result.served, result.model, chunks)
         if result.data is None:  # only a client error comes without a parsed body
-            raise ProviderRejected(result.backend.name, result.status,
+            raise ProviderRejected(result.served, result.status,
                                    provider_message(result.body))
-        return ChatResult(result.backend.name, result.model, result.data)
+        return ChatResult(result.served, result.model, result.data)
 
     async def _chunks(self, opened: Opened) -> AsyncGenerator[dict[str, Any], None]:
         """An opened stream as parsed chunk dicts (the translated routes' view of it)."""
@@ -312,12 +314,22 @@ def _close(response: UpstreamResponse | None) -> None:
 
 
 def _encode(job: Job, backend: Backend, model: str) -> bytes:
-    """Request head and body; the body is re-encoded only if model or stream must change."""
+    """Request head and body; the body is re-encoded only if model or stream must change.
+    A pin through a unigw node (``node-2/ZtoApi``) is passed on to it (``ZtoApi``)."""
     body, raw = job.body, job.raw
     if raw is None or body.get("model") != model or body.get("stream") is not job.stream:
         raw = json.dumps({**body, "model": model, "stream": job.stream},
                          separators=(",", ":"), ensure_ascii=False).encode()
-    return b"%b%d\r\n\r\n%b" % (backend.head("POST", job.path), len(raw), raw)
+    return b"%b%d\r\n\r\n%b" % (backend.head("POST", job.path, job.plan.inner), len(raw), raw)
+
+
+def _inner(backend: Backend, response: UpstreamResponse) -> str | None:
+    """The inner provider a unigw node's answer names (and the node's last, for its row)."""
+    name = response.header(PIN_HEADER)
+    if name is None:
+        return None
+    inner = backend.stats.last_inner = name.decode("latin-1")
+    return inner
 
 
 def _data_lines(data: bytes) -> list[bytes]:

@@ -260,12 +260,14 @@ def _filters(provider: str | None, failed: bool | None, since: float | None,
     clauses: list[str] = []
     args: list[Any] = []
     if provider:
-        # tried is JSON text; a provider tried but not answering still matches
-        name = json.dumps(provider, ensure_ascii=False)
+        # tried is JSON text; a provider tried but not answering still matches, and a unigw
+        # node's name matches its inner providers' answers too (node-2 finds node-2/ZtoApi)
+        name, bare = json.dumps(provider, ensure_ascii=False), provider
         for special in ("\\", "%", "_"):
             name = name.replace(special, "\\" + special)
-        clauses.append("(provider = ? OR tried LIKE ? ESCAPE '\\')")
-        args += [provider, f'%"provider": {name}%']
+            bare = bare.replace(special, "\\" + special)
+        clauses.append("(provider = ? OR provider LIKE ? ESCAPE '\\' OR tried LIKE ? ESCAPE '\\')")
+        args += [provider, f"{bare}/%", f'%"provider": {name}%']
     if failed is not None:
         clauses.append("ok = 0" if failed else "ok = 1")
     if since is not None:

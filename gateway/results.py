@@ -39,6 +39,12 @@ class Answer:
     model: str
     data: dict[str, Any] | None = field(default=None, repr=False)  # a 2xx body, parsed
     seconds: float = 0.0  # from the request sent to this answer read and checked
+    inner: str | None = None  # a unigw node's answer: the inner provider its header named
+
+    @property
+    def served(self) -> str:
+        """Who answered, as the client and the log see it (``node-2/ZtoApi`` via a node)."""
+        return served(self.backend, self.inner)
 
 
 @dataclass(eq=False)
@@ -54,6 +60,12 @@ class Opened:
     stats: Stats
     outcome: Outcome | None = None  # set by finish
     failure: Failure | None = None
+    inner: str | None = None  # a unigw node's stream: the inner provider its header named
+
+    @property
+    def served(self) -> str:
+        """Who answered, as the client and the log see it (``node-2/ZtoApi`` via a node)."""
+        return served(self.backend, self.inner)
 
     def finish(self, outcome: Outcome, failure: Failure | None = None) -> None:
         """Close the upstream response and record the outcome (once; later calls do nothing)."""
@@ -61,6 +73,11 @@ class Opened:
             self.outcome, self.failure = outcome, failure
             self.response.close()
             self.stats.observe(self.backend.stats, outcome, self.ttfb, failure=failure)
+
+
+def served(backend: Backend, inner: str | None) -> str:
+    """``backend``'s name, or ``name/inner`` for the inner provider of a unigw node."""
+    return backend.name if inner is None else f"{backend.name}/{inner}"
 
 
 @dataclass

@@ -32,18 +32,22 @@ them anyway).
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.errors import FailureClass, NoProviderReady, NotFound
+from gateway.errors import BadRequest, FailureClass, NoProviderReady, NotFound
 from gateway.stats import Failure, Outcome, ProviderStats, Stats
 from gateway.upstream import Origin
 from supervisor.config import GatewayConfig
 from supervisor.view import ProviderInfo, ProviderView
 
 USER_AGENT = "unigw"
+# an inner pin: provider names (letters, digits, . _ - and an instance's #N) joined by '/'
+_INNER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._#-]*(/[A-Za-z0-9][A-Za-z0-9._#-]*)*")
 RESTART_SLACK_S = 0.5  # status rows round uptime; a restart this soon after a failure is missed
 
 
@@ -60,6 +64,7 @@ class Backend:
     weight: int = 1
     probe_ok: bool | None = None
     probe_ms: float | None = None
+    nested: bool = False  # another unigw: its answers name the inner provider
     _heads: dict[str, bytes] = field(default_factory=dict)
 
     @property
@@ -70,14 +75,18 @@ class Backend:
     def default_model(self) -> str | None:
         return self.models[0] if self.models else None
 
-    def head(self, method: str, path: str) -> bytes:
-        """The request head for ``path`` with this provider's key, up to Content-Length."""
+    def head(self, method: str, path: str, pin: str | None = None) -> bytes:
+        """The request head for ``path`` with this provider's key, up to Content-Length;
+        with ``pin`` (a unigw node's inner provider) also ``X-Unigw-Provider: pin``."""
         key = method + path
-        head = self._heads.get(key)
+        head = self._heads.get(key) if pin is None else None
         if head is None:
             headers = {"User-Agent": USER_AGENT, "Content-Type": "application/json"}
             if self.info.key:
                 headers["Authorization"] = f"Bearer {self.info.key}"
+            if pin is not None:
+                headers["X-Unigw-Provider"] = pin
+                return self.origin.head(method, path, headers)
             head = self._heads[key] = self.origin.head(method, path, headers)
         return head
 
@@ -96,6 +105,7 @@ class Plan:
     send: str | None
     sends: Mapping[str, str] = field(default_factory=dict)  # per provider name (model groups)
     names: tuple[str, ...] = ()  # the model names it stands for, when more than ``model``
+    inner: str | None = None  # a pin passed on to the unigw node it goes to (node-2/ZtoApi)
 
     def upstream_model(self, backend: Backend) -> str:
         """The model to ask ``backend`` for."""
@@ -191,7 +201,7 @@ class Router:
             backends.append(Backend(
                 info.name, index, info, Origin.parse(info.base_url),
                 tuple(dict.fromkeys((*info.models, *learned))), self.stats.get(info.name),
-                info.weight, info.probe_ok, info.probe_ms))
+                info.weight, info.probe_ok, info.probe_ms, info.nested))
         table = RoutingTable(backends)
         self._renew_blocked(old, table)
         if self.on_ready is not None:
@@ -306,7 +316,24 @@ class Router:
             f"no ready provider serves model {model!r} (served by: {', '.join(owners)})")
 
     def pinned(self, name: str, model: str | None) -> Plan:
-        """The plan for a request pinned to provider ``name`` (404 unknown, 503 not ready)."""
+        """The plan for a request pinned to provider ``name`` (404 unknown, 503 not ready).
+
+        ``node-2/ZtoApi`` pins to ``node-2``, a unigw node, which is asked to pin ``ZtoApi``
+        (and may pass on what follows its own first ``/`` likewise).
+        """
+        outer, through, inner = name.partition("/")
+        if not through:
+            return self._pinned(name, model)
+        if not _INNER.fullmatch(inner):
+            raise BadRequest(f"bad provider pin {name!r}: after 'NAME/' comes a provider name "
+                             "of the unigw node NAME", param="provider")
+        plan = self._pinned(outer, model)
+        if not plan.candidates[0].nested:
+            raise NotFound(f"provider {outer!r} is not a unigw node (kind: unigw), so it "
+                           f"has no provider {inner!r}", code="provider_not_found")
+        return dataclasses.replace(plan, inner=inner)
+
+    def _pinned(self, name: str, model: str | None) -> Plan:
         table = self.table()
         backend = table.by_name.get(name)
         if backend is None:

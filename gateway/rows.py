@@ -20,6 +20,10 @@ Whether the provider really serves, from the gateway's outcomes (:mod:`gateway.s
 ``failures``
     Failed attempts so far by class, every class present (``0`` when none), excused ones
     included.
+
+A provider something else runs (``url:``) has its ``url``; a unigw node (``kind: unigw``)
+has ``inner``, the node's provider that gave its latest answer (``null`` before any, and for
+every other provider).
 """
 
 from __future__ import annotations
@@ -49,11 +53,13 @@ class ProviderRow:
     serving: Serving = Serving.UNKNOWN
     last_failure: Failure | None = None
     failures: Mapping[FailureClass, int] = field(default_factory=dict)
+    inner: str | None = None
 
     @classmethod
     def of(cls, status: ProviderStatus, stats: ProviderStats) -> ProviderRow:
         return cls(status, stats.requests, stats.errors, stats.in_flight, stats.latency_ms(),
-                   stats.serving(time.monotonic()), stats.last_failure, dict(stats.failures))
+                   stats.serving(time.monotonic()), stats.last_failure, dict(stats.failures),
+                   stats.last_inner)
 
     def to_json(self) -> dict[str, Any]:
         """The row as the HTTP answers carry it."""
@@ -66,7 +72,7 @@ class ProviderRow:
             "warnings": list(s.warnings), "enabled": s.enabled, "description": s.description,
             "missing_secrets": list(s.missing_secrets), "reqs": self.reqs,
             "errors": self.errors, "in_flight": self.in_flight, "latency_ms": self.latency_ms,
-            **self._serving_json(),
+            "url": s.url, "inner": self.inner, **self._serving_json(),
         }
 
     def _serving_json(self) -> dict[str, Any]:

@@ -112,6 +112,7 @@ class ProviderStats:
     blocked_at: float = 0.0  # monotonic time of the auth failure that blocked it
     # tokens the provider reported, by (model sent, "prompt" | "completion")
     tokens: Counter[tuple[str, str]] = field(default_factory=Counter)
+    last_inner: str | None = None  # a unigw node's: the inner provider of its latest answer
 
     def serving(self, now: float) -> Serving:
         """What the recent outcomes say (``now`` is ``time.monotonic()``):

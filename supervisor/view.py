@@ -38,6 +38,7 @@ class ProviderInfo:
     weight: int = 1
     probe_ok: bool | None = None
     probe_ms: float | None = None
+    nested: bool = False  # another unigw: its answers name the inner provider that answered
 
     @property
     def ready(self) -> bool:
@@ -67,6 +68,7 @@ class ProviderStatus:
     enabled: bool = True
     description: str = ""
     missing_secrets: tuple[str, ...] = ()
+    url: str | None = None  # a provider something else runs, at this address (config url:)
 
 
 class ProviderView(Protocol):

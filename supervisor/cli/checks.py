@@ -1,7 +1,8 @@
 """``unigw check``: what would stop providers.yaml's providers from running, found up front.
 
 The config itself was validated when it loaded; this looks at the machine: secrets the
-environment (or .env) does not supply, toolchains, and ports that something else holds. It
+environment (or .env) does not supply, toolchains, and ports that something else holds; a
+``url:`` provider is only shown, with whether its host is another machine. It
 warns of a secret on a start command line (any local user can read it in ``ps``). When unigw
 runs, it also passes on the instance's warnings (a provider exposed on 0.0.0.0).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from supervisor.cli.client import ControlError, InstanceClient, NotRunning
-from supervisor.config import Config, ProviderConfig
+from supervisor.config import Address, Config, ProviderConfig, is_loopback
 from supervisor.install import toolchains
 from supervisor.proc import instance
 from supervisor.proc.leftovers import port_holder
@@ -37,6 +38,10 @@ def run(config: Config) -> Report:
     for p in config.providers:
         if not p.enabled:
             report.lines.append(f"{p.name}: disabled")
+            continue
+        if p.remote:
+            report.lines.append(_remote_line(p))
+            report.problems += [f"{label}: {p.name}: {msg}" for msg in _secret_problems(p, config)]
             continue
         report.lines.append(f"{p.name}: port {p.port}, {toolchains.describe(p, config)}")
         report.warnings += [f"{label}: {p.name}: {msg}" for msg in _argv_secrets(p)]
@@ -83,12 +88,25 @@ def _argv_secrets(p: ProviderConfig) -> list[str]:
     ]
 
 
+def _remote_line(p: ProviderConfig) -> str:
+    """A ``url:`` provider: where it is, and whether that is another host."""
+    assert p.url is not None
+    what = "another unigw" if p.nested else "remote"
+    where = "this machine" if is_loopback(Address.parse(p.url).host) else (
+        "NOT this machine: calls and its key go over the network")
+    return f"{p.name}: {what} at {p.url} ({where}; not installed or started by unigw)"
+
+
+def _secret_problems(p: ProviderConfig, config: Config) -> list[str]:
+    if not p.missing_secrets:
+        return []
+    where = config.base_dir / ".env"
+    names = ", ".join(p.missing_secrets)
+    return [f"missing secret {names} (set it in the environment or in {where})"]
+
+
 def _provider_problems(p: ProviderConfig, config: Config, ours: bool) -> list[str]:
-    problems = []
-    if p.missing_secrets:
-        where = config.base_dir / ".env"
-        names = ", ".join(p.missing_secrets)
-        problems.append(f"missing secret {names} (set it in the environment or in {where})")
+    problems = _secret_problems(p, config)
     problems += toolchains.check_problems(p, config)
     if not ours and not port_is_free(p.port):
         problems.append(f"port: {port_holder(p.port)}")

@@ -47,7 +47,8 @@ class StatusRow:
     """One provider as ``GET /providers`` shows it: its status and the gateway's counters.
 
     ``serving`` is the row's ``serving`` value; ``serving_error`` its latest failed attempt as
-    ``class: message`` (None before any), see :mod:`gateway.rows`.
+    ``class: message`` (None before any), see :mod:`gateway.rows`; ``inner`` a unigw node's
+    provider that gave its latest answer.
     """
 
     status: ProviderStatus
@@ -55,6 +56,7 @@ class StatusRow:
     errors: int
     serving: str = "unknown"
     serving_error: str | None = None
+    inner: str | None = None
 
     @classmethod
     def from_json(cls, row: Mapping[str, Any]) -> StatusRow:
@@ -67,11 +69,13 @@ class StatusRow:
             rss_bytes=row["rss_bytes"], runtime=row["runtime"], models=tuple(row["models"]),
             warnings=tuple(row["warnings"]), enabled=row["enabled"],
             description=row["description"], missing_secrets=tuple(row["missing_secrets"]),
+            url=row.get("url"),
         )
         error = row["serving_error"]
         if error is not None:
             error = f"{row['serving_class']}: {error}"
-        return cls(status, row["reqs"], row["errors"], str(row["serving"]), error)
+        return cls(status, row["reqs"], row["errors"], str(row["serving"]), error,
+                   row.get("inner"))
 
     def reason(self) -> str | None:
         """What LAST_ERROR shows: a ready provider that does not serve says why (its latest
@@ -115,7 +119,8 @@ def status_cells(row: StatusRow, last_error_width: int = 60) -> list[str]:
     err = " ".join((row.reason() or "-").split())
     if len(err) > last_error_width:
         err = err[: last_error_width - 1] + "…"
-    return [s.name, str(s.port), s.state.value, str(s.pid or "-"), duration(s.uptime_s),
+    name = s.name if row.inner is None else f"{s.name} → {row.inner}"  # a unigw node's last
+    return [name, str(s.port), s.state.value, str(s.pid or "-"), duration(s.uptime_s),
             str(s.restarts), health(s), row.serving, str(row.reqs), str(row.errors), err]
 
 

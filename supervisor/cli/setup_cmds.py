@@ -27,6 +27,7 @@ def install(config_path: str, names: tuple[str, ...], plain: bool) -> None:
     """Clone and install providers (all enabled ones, or the NAMEs given) without starting them."""
     from supervisor.cli import live
     from supervisor.lifecycle.manager import Supervisor
+    from supervisor.lifecycle.remote import NOTHING_TO_INSTALL
 
     config = load_config(config_path)
     unknown = [n for n in names if config.provider(n) is None]
@@ -35,7 +36,13 @@ def install(config_path: str, names: tuple[str, ...], plain: bool) -> None:
     setup_logging(False)
     board = live.Board(live=live.live_wanted(plain), labels={"stopped": "installed"})
     sup = Supervisor(config, progress=board.progress)
-    chosen = list(names) or [p.name for p in config.providers if p.enabled]
+    asked = list(names) or [p.name for p in config.providers if p.enabled]
+    remote = {p.name: p.url for p in config.providers if p.remote and p.name in asked}
+    for name, url in remote.items():
+        click.echo(f"{name}: {NOTHING_TO_INSTALL} ({url})")
+    chosen = [n for n in asked if n not in remote]
+    if not chosen:
+        return
     results = asyncio.run(board.during(sup, chosen, sup.install_only(chosen)))
     failed = {name: err for name, err in results.items() if err is not None}
     for name, err in results.items():

@@ -7,6 +7,7 @@
     secrets.py  ``${NAME}`` references, read from the environment and ``.env``
     net.py      ``is_loopback(host)``: whether an address is this machine only
     ready.py    ``ready_when``: a status class and an optional condition on the probe's JSON
+    remote.py   ``url:`` providers something else runs (``kind: unigw``: another unigw)
 
 Everything outside this package imports from ``supervisor.config`` itself.
 """
@@ -22,6 +23,7 @@ from supervisor.config.model import (
 )
 from supervisor.config.net import is_loopback
 from supervisor.config.ready import JsonCondition, ReadyWhen
+from supervisor.config.remote import Address
 
-__all__ = ["REDACTED", "Config", "ConfigError", "GatewayConfig", "JsonCondition",
+__all__ = ["REDACTED", "Address", "Config", "ConfigError", "GatewayConfig", "JsonCondition",
            "ProviderConfig", "ReadyWhen", "SupervisorConfig", "is_loopback", "load", "loads"]

@@ -23,13 +23,14 @@ def check_provider(p: dict[str, Any], where: str, problems: list[str]) -> None:
         problems.append(f"{where}: {field}: {message}")
 
     name, port, runtime = p.get("name"), p.get("port"), p.get("runtime")
+    remote = p.get("url") is not None  # runtime and start are derived (config/remote.py)
     if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         bad("name", f"must be letters, digits, '.', '_' or '-', got {name!r}")
     if port is not None and not 1 <= port <= 65535:
         bad("port", f"must be an integer in 1-65535, got {port}")
-    if runtime is not None and runtime not in RUNTIMES:
+    if runtime is not None and runtime not in RUNTIMES and not remote:
         bad("runtime", f"unknown runtime {runtime!r} (known: {', '.join(RUNTIMES)})")
-    if p.get("start") == ():
+    if p.get("start") == () and not remote:
         bad("start", "must be a non-empty list of strings")
     for arg in p.get("start", ()):
         for ph in re.findall(r"(?<!\$)\{([^{}]*)\}", arg):
@@ -93,7 +94,7 @@ def check_gateway(
                 problems.append(f"{where}: routes: {model}: unknown provider {name!r}")
     check_model_groups(gw, providers, where, problems)
     for p in providers:
-        if p.get("port") == port:
+        if p.get("port") == port and p.get("url") is None:
             problems.append(f"{where}: port: {port} is also the port of provider {p.get('name')!r}")
     _check_answer_limits(gw, where, problems)
     _check_canary(gw, where, problems)

@@ -25,6 +25,7 @@ from supervisor.config.model import (
     ProviderConfig,
     SupervisorConfig,
 )
+from supervisor.config.remote import remote_fields
 from supervisor.config.schema import fields_of, kind, unknown_fields
 from supervisor.config.secrets import expand, expand_tracked, read_dotenv
 
@@ -120,11 +121,11 @@ def _providers(
             problems.append(
                 f"{where}: name: duplicate name {name!r} (also providers[{names[name]}])"
             )
-        if port in ports:
+        if port in ports and not prov.get("url"):  # remote ones are on other hosts
             problems.append(f"{where}: port: duplicate port {port} (also used by {ports[port]})")
         if name is not None:
             names.setdefault(name, i)
-        if port is not None:
+        if port is not None and not prov.get("url"):
             ports.setdefault(port, str(name))
         out.append(prov)
     return out
@@ -167,6 +168,7 @@ def _provider(
                 secret_args.update([i] if refs else [])
             start.append(arg)
         raw["start"] = start
+    remote_fields(raw, where, problems)
     fields = fields_of(ProviderConfig, raw, where, problems)
     check_provider(fields, where, problems)
     fields.update(

@@ -142,6 +142,10 @@ class ProviderConfig:
     error_patterns: tuple[str, ...] = ()
     canary_interval: float | None = None  # None: gateway.canary_interval; 0: off for this one
     canary_model: str | None = None  # None: its default model
+    # a provider something else runs, reached at this address: probed and routed to, never
+    # cloned or started (supervisor/config/remote.py); ``kind: unigw`` for another unigw
+    url: str | None = None
+    kind: str = "provider"
     secret_env: frozenset[str] = field(default=frozenset(), metadata=_DERIVED)
     secret_args: frozenset[int] = field(default=frozenset(), metadata=_DERIVED)
     key_is_secret: bool = field(default=False, metadata=_DERIVED)
@@ -152,6 +156,21 @@ class ProviderConfig:
     def local(self) -> bool:
         """A provider with no repository runs from the config's folder with unigw's Python."""
         return self.repo is None
+
+    @property
+    def remote(self) -> bool:
+        """Something else runs it, at ``url``: unigw only probes it and routes to it."""
+        return self.url is not None
+
+    @property
+    def nested(self) -> bool:
+        """It is another unigw instance (``kind: unigw``)."""
+        return self.kind == "unigw"
+
+    @property
+    def base_url(self) -> str:
+        """Where the gateway sends its calls."""
+        return self.url.rstrip("/") if self.url else f"http://127.0.0.1:{self.port}"
 
     @property
     def default_model(self) -> str | None:

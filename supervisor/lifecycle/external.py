@@ -1,12 +1,15 @@
 """A :class:`~supervisor.view.ProviderView` for providers that something else runs.
 
-Each configured provider is expected at ``127.0.0.1:<port>``. A small background loop probes
-each one's health path every ``supervisor.probe_interval`` seconds with the lifecycle's
-:class:`~supervisor.lifecycle.probe.Prober` and moves it ``ready`` ⇄ ``unhealthy`` through the
-lifecycle's :meth:`~supervisor.lifecycle.states.Lifecycle.transition` (``ready_when: any``
-accepts any HTTP answer). Nothing is started or stopped: ``stop`` takes a provider out of
-traffic (``stopped``, no probes), ``start`` puts it back (probed at once), ``restart`` does
-both. Disabled providers are ``stopped``; ones with missing secrets ``failed``.
+Each configured provider is expected at ``127.0.0.1:<port>``, or at its ``url``. A small
+background loop probes each one's health path every ``supervisor.probe_interval`` seconds with
+the lifecycle's :class:`~supervisor.lifecycle.probe.Prober` and moves it ``ready`` ⇄
+``unhealthy`` through the lifecycle's :meth:`~supervisor.lifecycle.states.Lifecycle.transition`
+(``ready_when: any`` accepts any HTTP answer); the probe of another unigw (``kind: unigw``)
+also reads its models (:meth:`ExternalProvider.probe`). Nothing is started or stopped: ``stop``
+takes a provider out of traffic (``stopped``, no probes), ``start`` puts it back (probed at
+once), ``restart`` does both. Disabled providers are ``stopped``; ones with missing secrets
+``failed``. The supervisor's ``url:`` providers are the same lifecycle
+(:class:`~supervisor.lifecycle.remote.RemoteRuntime`).
 
 Served by ``unigw gateway`` (:func:`supervisor.run.serve_gateway`); the gateway's tests and the
 benchmark use it too.
@@ -34,6 +37,12 @@ class ExternalProvider(Lifecycle):
         super().__init__(provider, on_change)
         self.warnings = [WARNING]
         self.ready_since: float | None = None
+        self.discovered: tuple[str, ...] = ()  # a unigw node's models, as its last probe read
+
+    def models(self) -> tuple[str, ...]:
+        if not self.discovered:
+            return self.provider.models
+        return tuple(dict.fromkeys((*self.provider.models, *self.discovered)))
 
     def process(self) -> tuple[int | None, float | None]:
         if self.ready_since is None:
@@ -52,7 +61,7 @@ class ExternalProvider(Lifecycle):
         p = self.provider
         if p.missing_secrets:
             self.transition(State.FAILED, f"missing secret {', '.join(p.missing_secrets)}")
-        elif self.state is State.STOPPED:
+        elif self.state is State.STOPPED or self.state is State.FAILED:
             self.last_error = None
             self.transition(State.STARTING)
 
@@ -61,6 +70,24 @@ class ExternalProvider(Lifecycle):
         if self.state in RUNNING:
             self.transition(State.STOPPING)
         self.transition(State.STOPPED)
+
+    async def probe(self, prober: Prober) -> None:
+        """Probe it once, if it is in traffic, and move it ready ⇄ unhealthy. A unigw node's
+        models are read from its ``/v1/models`` too, while it is ready."""
+        if self.state not in RUNNING:
+            return
+        p = self.provider
+        result = await prober.probe(p)
+        models = await prober.models(p) if p.nested and result.ready else None
+        if self.state not in RUNNING:  # taken out of traffic while the probe was out
+            return
+        if models is not None and models != self.discovered:
+            self.discovered = models
+            self.on_change()
+        self.probe_ok, self.probe_ms = result.ready, result.ms
+        error = None if result.ready else f"health probe: {result.describe()}"
+        self.last_error = error
+        self.transition(State.READY if result.ready else State.UNHEALTHY)
 
 
 class ExternalView:
@@ -129,15 +156,8 @@ class ExternalView:
             await asyncio.sleep(self.config.supervisor.probe_interval)
 
     async def _probe(self, e: ExternalProvider) -> None:
-        if self._prober is None or e.state not in RUNNING:
-            return
-        result = await self._prober.probe(e.provider)
-        if e.state not in RUNNING:  # taken out of traffic while the probe was out
-            return
-        e.probe_ok, e.probe_ms = result.ready, result.ms
-        error = None if result.ready else f"health probe: {result.describe()}"
-        e.last_error = error
-        e.transition(State.READY if result.ready else State.UNHEALTHY)
+        if self._prober is not None:
+            await e.probe(self._prober)
 
     def _bump(self) -> None:
         self._version += 1

@@ -2,7 +2,8 @@
 
 ``Supervisor(config)`` touches nothing; :meth:`Supervisor.up` kills what an earlier, crashed
 run left behind and launches one lifecycle task per enabled provider
-(:class:`~supervisor.lifecycle.runtime.ProviderRuntime`: clone → install → spawn → probe → restart).
+(:class:`~supervisor.lifecycle.runtime.ProviderRuntime`: clone → install → spawn → probe → restart;
+a ``url:`` provider's :class:`~supervisor.lifecycle.remote.RemoteRuntime`: probe only).
 :meth:`Supervisor.down` stops every provider's whole process tree and waits for the ports.
 :meth:`Supervisor.reload` applies an edited providers.yaml: added providers start, removed ones
 stop, changed ones restart and the others are not touched.
@@ -21,7 +22,8 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 
-from supervisor.config import Config
+from supervisor.config import Config, ProviderConfig
+from supervisor.lifecycle.remote import RemoteRuntime
 from supervisor.lifecycle.runtime import ProviderRuntime, Shared
 from supervisor.lifecycle.states import SETTLED
 from supervisor.proc import leftovers
@@ -29,6 +31,14 @@ from supervisor.proc.logs import log_path, tail
 from supervisor.view import ProviderInfo, ProviderStatus, State
 
 log = logging.getLogger("unigw.supervisor")
+
+
+Runtime = ProviderRuntime | RemoteRuntime
+
+
+def runtime_for(provider: ProviderConfig, shared: Shared) -> Runtime:
+    """A provider's runtime: run here, or (``url:``) only probed where it runs."""
+    return RemoteRuntime(provider, shared) if provider.remote else ProviderRuntime(provider, shared)
 
 
 class Supervisor:
@@ -48,7 +58,7 @@ class Supervisor:
         self._version = 0
         self._changed = asyncio.Event()
         self._shared = Shared(config, config.state_dir, config.apis_dir, self._bump, progress)
-        self._runtimes = {p.name: ProviderRuntime(p, self._shared) for p in config.providers}
+        self._runtimes = {p.name: runtime_for(p, self._shared) for p in config.providers}
 
     # -- the view ----------------------------------------------------------------------------
 
@@ -139,8 +149,10 @@ class Supervisor:
         await asyncio.gather(*(self._runtimes[n].stop() for n in removed + changed))
         runtimes = {}
         for p in config.providers:
-            rt = self._runtimes.get(p.name) or ProviderRuntime(p, self._shared)
-            if p.name in changed:
+            rt = self._runtimes.get(p.name)
+            if rt is None or rt.provider.remote != p.remote:
+                rt = runtime_for(p, self._shared)
+            elif p.name in changed:
                 rt.reconfigure(p)
             runtimes[p.name] = rt
         self._runtimes = runtimes

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from dataclasses import dataclass
 
-from supervisor.config import JsonCondition, ProviderConfig
+from supervisor.config import Address, JsonCondition, ProviderConfig
 
 BODY_MAX = 65536  # read at most this much of an answer's body (a longer one is not kept)
 
@@ -50,17 +51,19 @@ class ProbeResult:
 
 
 class Prober:
-    """Probes providers on 127.0.0.1; create inside the event loop, :meth:`close` when done."""
+    """Probes providers on 127.0.0.1 (or at their ``url``); create inside the event loop,
+    :meth:`close` when done."""
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
+        self._ssl: ssl.SSLContext | None = None
 
     async def probe(self, provider: ProviderConfig) -> ProbeResult:
         """GET the health path once; classify the outcome."""
         headers = {"Authorization": f"Bearer {provider.key}"} if provider.key else {}
         started = time.perf_counter()
         try:
-            answer = await fetch(provider.port, provider.health, headers, self.timeout)
+            answer = await self.get(provider, provider.health, headers)
         except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError,
                 asyncio.LimitOverrunError) as exc:
             return ProbeResult(False, False, _ms(started), error=_reason(exc))
@@ -69,6 +72,37 @@ class Prober:
         why = _judge(answer.body, status, condition) if condition and accepted else None
         return ProbeResult(True, accepted and why is None, _ms(started), status=status,
                            error=why, body=answer.body)
+
+    async def get(self, provider: ProviderConfig, path: str,
+                  headers: dict[str, str]) -> Answer:
+        """``GET path`` of ``provider``: on 127.0.0.1 at its port, or at its ``url``."""
+        if provider.url is None:
+            return await fetch(provider.port, path, headers, self.timeout)
+        at = Address.parse(provider.url)
+        return await fetch(at.port, path, headers, self.timeout, host=at.host,
+                           tls=self._tls() if at.tls else None)
+
+    async def models(self, provider: ProviderConfig) -> tuple[str, ...] | None:
+        """The model ids another unigw's ``GET /v1/models`` lists (a group's members too),
+        or None when it did not answer a readable list."""
+        headers = {"Authorization": f"Bearer {provider.key}"} if provider.key else {}
+        try:
+            answer = await self.get(provider, "/v1/models", headers)
+            data = json.loads(answer.body or b"") if answer.status == 200 else None
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError,
+                asyncio.LimitOverrunError):
+            return None
+        items = data.get("data") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            return None
+        ids = [i.get("id") for i in items if isinstance(i, dict)]
+        ids += [m for i in items if isinstance(i, dict) for m in i.get("members") or ()]
+        return tuple(dict.fromkeys(m for m in ids if isinstance(m, str) and m))
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        return self._ssl
 
     async def close(self) -> None:
         """Nothing is pooled (see :func:`fetch`); kept so callers need not know."""
@@ -82,8 +116,10 @@ class Answer:
     body: bytes | None
 
 
-async def fetch(port: int, path: str, headers: dict[str, str], timeout: float) -> Answer:
-    """``GET path`` on ``127.0.0.1:port`` over a fresh connection, within ``timeout`` seconds.
+async def fetch(port: int, path: str, headers: dict[str, str], timeout: float, *,
+                host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> Answer:
+    """``GET path`` on ``host:port`` (https with ``tls``) over a fresh connection, within
+    ``timeout`` seconds.
 
     No keep-alive: every probe opens a fresh connection, so it tests the process as it is now
     (a pooled connection to a process that was just replaced would only mislead). No proxy
@@ -93,7 +129,8 @@ async def fetch(port: int, path: str, headers: dict[str, str], timeout: float) -
     """
     status: list[int] = []  # the status, once the head has arrived
     try:
-        return await asyncio.wait_for(_exchange(port, path, headers, status), timeout)
+        return await asyncio.wait_for(_exchange(host, port, tls, path, headers, status),
+                                      timeout)
     except (asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError, OSError,
             asyncio.LimitOverrunError):
         if status:
@@ -101,10 +138,12 @@ async def fetch(port: int, path: str, headers: dict[str, str], timeout: float) -
         raise
 
 
-async def _exchange(port: int, path: str, headers: dict[str, str], status: list[int]) -> Answer:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def _exchange(host: str, port: int, tls: ssl.SSLContext | None, path: str,
+                    headers: dict[str, str], status: list[int]) -> Answer:
+    reader, writer = await asyncio.open_connection(host, port, ssl=tls)
     try:
-        lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "User-Agent: unigw-probe",
+        netloc = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        lines = [f"GET {path} HTTP/1.1", f"Host: {netloc}", "User-Agent: unigw-probe",
                  "Accept: */*", "Accept-Encoding: identity", "Connection: close",
                  *(f"{k}: {v}" for k, v in headers.items())]
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))

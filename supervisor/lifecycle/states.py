@@ -8,7 +8,8 @@ a :class:`~supervisor.view.ProviderStatus`::
     backoff (a longer capped delay), never failed.
 
 :class:`~supervisor.lifecycle.runtime.ProviderRuntime` (a provider this supervisor runs) and
-:class:`~supervisor.lifecycle.external.ExternalProvider` (one something else runs) are both a
+:class:`~supervisor.lifecycle.external.ExternalProvider` (one something else runs; in the
+supervisor, a ``url:`` provider's :class:`~supervisor.lifecycle.remote.RemoteRuntime`) are all a
 :class:`Lifecycle`; they differ only in what moves them.
 """
 
@@ -94,14 +95,19 @@ class Lifecycle:
         """The running process's pid and uptime in seconds, each None when unknown."""
         return None, None
 
+    def models(self) -> tuple[str, ...]:
+        """The models it serves, as far as the supervisor knows (the configured ones)."""
+        return self.provider.models
+
     # -- what others see ---------------------------------------------------------------------
 
     def info(self) -> ProviderInfo:
         """What the gateway routes by."""
         p = self.provider
         return ProviderInfo(
-            name=p.name, state=self.state, base_url=f"http://127.0.0.1:{p.port}", key=p.key,
-            models=p.models, weight=p.weight, probe_ok=self.probe_ok, probe_ms=self.probe_ms,
+            name=p.name, state=self.state, base_url=p.base_url, key=p.key,
+            models=self.models(), weight=p.weight, probe_ok=self.probe_ok,
+            probe_ms=self.probe_ms, nested=p.nested,
         )
 
     def status(self) -> ProviderStatus:
@@ -113,6 +119,6 @@ class Lifecycle:
             uptime_s=None if uptime is None else round(uptime, 1), restarts=self.restarts,
             probe_ok=self.probe_ok, probe_ms=self.probe_ms, last_error=self.last_error,
             cpu_percent=self.cpu_percent, rss_bytes=self.rss_bytes, runtime=p.runtime,
-            models=p.models, warnings=tuple(self.warnings), enabled=p.enabled,
-            description=p.description, missing_secrets=p.missing_secrets,
+            models=self.models(), warnings=tuple(self.warnings), enabled=p.enabled,
+            description=p.description, missing_secrets=p.missing_secrets, url=p.url,
         )
