@@ -78,15 +78,8 @@ def mounted_file(docs: list[dict[str, Any]], deployment: dict[str, Any]) -> str:
 
 
 def ran_with(text: str, environ: dict[str, str] | None = None) -> Config:
-    """The file a pod runs with, through unigw's loader. The edge's remote providers (``url:``)
-    belong to the remote-provider loader: here each stands in as a local one of the same name
-    and models, so that the settings, and the routes naming them, are checked."""
-    data = yaml.safe_load(text)
-    data["providers"] = [
-        {"name": p["name"], "port": 20000 + i, "runtime": "python", "start": ["remote"],
-         "models": p["models"]} if "url" in p else p
-        for i, p in enumerate(data.get("providers") or [])]
-    return loads(yaml.safe_dump(data), Path("/etc/unigw/providers.yaml"), environ=environ or {})
+    """The file a pod runs with, through unigw's own loader (the edge's are ``url:`` ones)."""
+    return loads(text, Path("/etc/unigw/providers.yaml"), environ=environ or {})
 
 
 def provider_of(deployment: dict[str, Any]) -> str:
@@ -216,13 +209,14 @@ def test_the_edge_fronts_every_node_through_its_service(setup: dict[str, Any]) -
     env = {e["name"]: e["valueFrom"]["secretKeyRef"]["key"] for e in container(edge)["env"]
            if "valueFrom" in e}
     assert env == {k: k for k in GATEWAY_KEYS}
-    edge_file = yaml.safe_load(mounted_file(docs, edge))  # url: is read by the remote loader
+    edge_file = yaml.safe_load(mounted_file(docs, edge))
     services = {d["metadata"]["name"]: d for d in of_kind(docs, "Service")}
     for remote in edge_file["providers"]:
         node = nodes(docs)[remote["name"]]["metadata"]["name"]
         assert remote["url"] == f"http://{node}:{config.gateway.port}"
         assert node in services
         assert remote["key"] == "${UNIGW_NODE_KEY}" and remote["health"] == "/health"
+        assert remote["kind"] == "unigw"  # the node's inner provider is named at the edge
         assert tuple(remote["models"]) == config.provider(remote["name"]).models
     assert [r["name"] for r in edge_file["providers"]] == sorted(
         nodes(docs), key=[p.name for p in config.providers].index)

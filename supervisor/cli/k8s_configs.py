@@ -123,7 +123,7 @@ def edge_file(raw: Mapping[str, Any], config: Config, nodes: Mapping[str, str]) 
         if p.name not in nodes:
             continue
         remote: dict[str, Any] = {"name": p.name, "url": f"http://{nodes[p.name]}:{port}",
-                                  "key": f"${{{NODE_KEY}}}", "health": "/health",
+                                  "kind": "unigw", "key": f"${{{NODE_KEY}}}", "health": "/health",
                                   "models": list(p.models), "weight": p.weight}
         if p.description:
             remote["description"] = p.description
