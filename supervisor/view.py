@@ -38,6 +38,7 @@ class ProviderInfo:
     weight: int = 1
     probe_ok: bool | None = None
     probe_ms: float | None = None
+    group: str = ""  # an instance (NAME#k) of a provider with ``instances:``: NAME
 
     @property
     def ready(self) -> bool:
@@ -67,6 +68,7 @@ class ProviderStatus:
     enabled: bool = True
     description: str = ""
     missing_secrets: tuple[str, ...] = ()
+    group: str = ""  # an instance (NAME#k) of a provider with ``instances:``: NAME
 
 
 class ProviderView(Protocol):

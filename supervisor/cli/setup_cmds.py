@@ -29,13 +29,14 @@ def install(config_path: str, names: tuple[str, ...], plain: bool) -> None:
     from supervisor.lifecycle.manager import Supervisor
 
     config = load_config(config_path)
-    unknown = [n for n in names if config.provider(n) is None]
+    unknown = [n for n in names if not config.members(n)]
     if unknown:
         fail(f"unknown provider(s) {', '.join(unknown)} in {config_path}", ExitCode.USAGE)
     setup_logging(False)
     board = live.Board(live=live.live_wanted(plain), labels={"stopped": "installed"})
     sup = Supervisor(config, progress=board.progress)
-    chosen = list(names) or [p.name for p in config.providers if p.enabled]
+    chosen = ([p.name for n in names for p in config.members(n)]  # a group: its instances
+              or [p.name for p in config.providers if p.enabled])
     results = asyncio.run(board.during(sup, chosen, sup.install_only(chosen)))
     failed = {name: err for name, err in results.items() if err is not None}
     for name, err in results.items():

@@ -102,6 +102,7 @@ class Lifecycle:
         return ProviderInfo(
             name=p.name, state=self.state, base_url=f"http://127.0.0.1:{p.port}", key=p.key,
             models=p.models, weight=p.weight, probe_ok=self.probe_ok, probe_ms=self.probe_ms,
+            group=p.group,
         )
 
     def status(self) -> ProviderStatus:
@@ -114,5 +115,5 @@ class Lifecycle:
             probe_ok=self.probe_ok, probe_ms=self.probe_ms, last_error=self.last_error,
             cpu_percent=self.cpu_percent, rss_bytes=self.rss_bytes, runtime=p.runtime,
             models=p.models, warnings=tuple(self.warnings), enabled=p.enabled,
-            description=p.description, missing_secrets=p.missing_secrets,
+            description=p.description, missing_secrets=p.missing_secrets, group=p.group,
         )
