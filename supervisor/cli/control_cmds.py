@@ -46,7 +46,7 @@ def _control(action: str, name: str, config_path: str) -> None:
     answer = call(config_path, lambda c: c.post(path), timeout=300.0)
     try:
         rows = [output.StatusRow.from_json(r).status
-                for r in (answer["providers"] if "group" in answer else [answer])]
+                for r in (answer["providers"] if "providers" in answer else [answer])]
     except (KeyError, TypeError, ValueError) as exc:
         fail(f"the gateway's answer is not what this unigw reads ({exc!r})")
     bad = []
