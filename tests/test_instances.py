@@ -17,8 +17,18 @@ import pytest
 import yaml
 from support.echo import free_port
 from support.gateway import chat, parse_prometheus
-from support.supervisor import FAST, echo
+from support.supervisor import (
+    FAST,
+    echo,
+    make_echo_repo,
+    repo_provider,
+    until_state,
+    write_config,
+)
+from support.supervisor import run as run_supervisor
 from test_cli_instance import Instance, cleanup, unigw, until
+
+from supervisor.lifecycle.manager import Supervisor
 
 KEYS = {f"ECHO_KEY_{k}": f"sk-instance-{k}-secret" for k in (1, 2, 3)}
 QW = ("qw#1", "qw#2", "qw#3")
@@ -155,3 +165,27 @@ def test_an_instance_by_its_url_or_pin_and_the_provider_by_its_name(accounts: Ac
         "X-Unigw-Provider": "qw"})[0] for _ in range(3))
     assert pinned == {"qw#1": 1, "qw#2": 1, "qw#3": 1}
     assert chat(llm, "one", model="m-q", extra_query={"provider": "qw#3"})[0] == "qw#3"
+
+
+def test_instances_share_one_clone_and_one_install(tmp_path: Path) -> None:
+    url, sha = make_echo_repo(tmp_path / "src")
+    cloned = repo_provider("cl", 0, url, sha, instances=2, ports=[free_port(), free_port()])
+    del cloned["port"]
+    config = write_config(tmp_path, [cloned])
+    progress: list[tuple[str, str]] = []
+
+    async def body(sup: Supervisor) -> None:
+        await until_state(sup, "cl#1", "ready", 90)
+        await until_state(sup, "cl#2", "ready", 90)
+
+    run_supervisor(config, body, progress=lambda name, line: progress.append((name, line)))
+    assert sorted(p.name for p in config.apis_dir.iterdir()) == ["cl"]
+    assert sorted(p.name for p in (config.state_dir / "venvs").iterdir()) == ["cl"]
+    assert sorted(p.name for p in (config.state_dir / "stamps").iterdir()) == ["cl.json"]
+    clones = [name for name, line in progress if line.startswith("cloning ")]
+    installs = [name for name, line in progress if line.startswith("install: ")]
+    skipped = [name for name, line in progress if line.startswith("install is current")]
+    assert len(clones) == 1 and len(installs) == 1 and len(skipped) == 1
+    assert {installs[0], skipped[0]} == {"cl#1", "cl#2"}
+    logs = sorted(p.name for p in (config.state_dir / "logs").iterdir() if p.suffix == ".log")
+    assert logs == ["cl#1.log", "cl#2.log"]
