@@ -1,7 +1,8 @@
 // The providers table: one <tr> per provider, created once and updated in place on every poll
 // (so focus, an open model list and a button's progress survive), plus a detail row under it
 // that shows a failed provider's reason in full, why it does not serve, missing secrets and
-// warnings.
+// warnings. The instances of a provider with `instances:` (rows whose `group` is set) come
+// under a line of that provider (its name, how many are ready, their ports), indented.
 
 import { DASH, bytes, clock, count, duration, el, ms, setText } from "./format.js";
 import { secretForms } from "./secrets.js";
@@ -139,6 +140,7 @@ export class ProviderTable {
   constructor(tbody, { onAction }) {
     this.tbody = tbody;
     this.rows = new Map();
+    this.groups = new Map(); // provider with instances → its line
     this.pending = new Map();
     tbody.addEventListener("click", (event) => {
       const button = event.target.closest("button[data-action]");
@@ -150,20 +152,29 @@ export class ProviderTable {
   /** Show these rows, in this order; rows of providers no longer configured go away. */
   update(rows) {
     const seen = new Set();
-    let previous = null;
+    const groups = new Set();
+    let last = null;
+    const place = (node) => {
+      const anchor = last ? last.nextSibling : this.tbody.firstChild;
+      if (anchor !== node) this.tbody.insertBefore(node, anchor);
+      last = node;
+    };
     for (const row of rows) {
       seen.add(row.name);
+      if (row.group && !groups.has(row.group)) {
+        groups.add(row.group);
+        place(this.groupLine(row.group, rows.filter((r) => r.group === row.group)));
+      }
       let entry = this.rows.get(row.name);
       if (!entry) {
         entry = { ...buildRow(row.name), row: null };
         this.rows.set(row.name, entry);
       }
       entry.row = row;
+      entry.tr.classList.toggle("instance", Boolean(row.group));
       this.render(entry);
-      const anchor = previous ? previous.detail.nextSibling : this.tbody.firstChild;
-      if (anchor !== entry.tr) this.tbody.insertBefore(entry.tr, anchor);
-      if (entry.tr.nextSibling !== entry.detail) entry.tr.after(entry.detail);
-      previous = entry;
+      place(entry.tr);
+      place(entry.detail);
     }
     for (const [name, entry] of this.rows) {
       if (seen.has(name)) continue;
@@ -171,6 +182,28 @@ export class ProviderTable {
       entry.detail.remove();
       this.rows.delete(name);
     }
+    for (const [group, tr] of this.groups) {
+      if (groups.has(group)) continue;
+      tr.remove();
+      this.groups.delete(group);
+    }
+  }
+
+  /** The line of a provider with instances, made once and updated in place. */
+  groupLine(group, members) {
+    let tr = this.groups.get(group);
+    if (!tr) {
+      tr = el("tr", { class: "group", "data-testid": "provider-group", "data-group": group });
+      const th = el("th", { scope: "rowgroup", colspan: COLUMNS });
+      th.append(el("span", { class: "pname" }, group), el("span", { class: "gsum" }));
+      tr.append(th);
+      this.groups.set(group, tr);
+    }
+    const ready = members.filter((r) => r.state === "ready").length;
+    const ports = members.map((r) => r.port).join(", ");
+    setText(tr.querySelector(".gsum"),
+      `${members.length} instances, ${ready} ready · ports ${ports}`);
+    return tr;
   }
 
   render({ tr, detail, row }) {

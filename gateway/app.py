@@ -141,6 +141,11 @@ class Gateway:
     def rows(self) -> list[ProviderRow]:
         return [self.with_stats(status) for status in self.view.status()]
 
+    def instances(self, group: str) -> list[str]:
+        """The instances (``NAME#k``) of provider ``group`` with ``instances:``; [] when
+        ``group`` is not one."""
+        return [s.name for s in self.view.status() if s.group and s.group == group]
+
     def row(self, name: str) -> ProviderRow:
         for status in self.view.status():
             if status.name == name:

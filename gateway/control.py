@@ -210,20 +210,39 @@ class Control:
                              "summary": {"ready": ready, "total": len(rows)}})
 
     async def provider(self, request: Request) -> Response:
-        return JSONResponse(self.gateway.row(request.path_params["name"]).to_json())
+        """One provider's row; for a provider with ``instances:``, ``{"group", "providers"}``
+        (its instances' rows)."""
+        name = request.path_params["name"]
+        members = self.gateway.instances(name)
+        if members:
+            return JSONResponse(_group_json(name, [self.gateway.row(n) for n in members]))
+        return JSONResponse(self.gateway.row(name).to_json())
 
     async def logs(self, request: Request) -> Response:
+        """A provider's last lines; a group's are its instances' in turn, each after a
+        ``==> NAME#k <==`` line (as ``tail`` shows several files)."""
         name = request.path_params["name"]
         count = _count(request.query_params.get("n", "200"), "lines", 10_000)
-        lines = self.gateway.view.log_tail(name, count)
+        view, members = self.gateway.view, self.gateway.instances(name)
+        if members:
+            lines: list[str] | None = [line for m in members for line in (
+                f"==> {m} <==", *(view.log_tail(m, count) or []))]
+        else:
+            lines = view.log_tail(name, count)
         if lines is None:
             raise NotFound(f"unknown provider {name!r}", code="provider_not_found")
         return JSONResponse({"name": name, "lines": list(lines)})
 
     def act(self, action: str) -> Endpoint:
-        """``POST /providers/{name}/<action>``: its row afterwards."""
+        """``POST /providers/{name}/<action>``: its row afterwards; a provider with
+        ``instances:`` acts on every instance and answers ``{"group", "providers"}``."""
         async def act(request: Request) -> Response:
-            row = await _act(self.gateway, request.path_params["name"], action)
+            name = request.path_params["name"]
+            members = self.gateway.instances(name)
+            if members:
+                rows = await asyncio.gather(*(_act(self.gateway, n, action) for n in members))
+                return JSONResponse(_group_json(name, rows))
+            row = await _act(self.gateway, name, action)
             return JSONResponse(row.to_json())
         return act
 
@@ -274,6 +293,10 @@ def _count(n: str, what: str, most: int) -> int:
     if not (n.isascii() and n.isdigit()):
         raise BadRequest(f"'n' must be a whole number of {what}", param="n")
     return min(int(n), most) if len(n) <= 9 else most
+
+
+def _group_json(group: str, rows: Sequence[ProviderRow]) -> dict[str, Any]:
+    return {"group": group, "providers": [row.to_json() for row in rows]}
 
 
 async def _act(gateway: Gateway, name: str, action: str) -> ProviderRow:

@@ -13,7 +13,10 @@ Per provider (label ``provider``): ``unigw_requests_total``, ``unigw_errors_tota
 ``unigw_provider_serving{serving}``, ``unigw_provider_restarts_total``,
 ``unigw_provider_rss_bytes``, ``unigw_provider_cpu_percent``, ``unigw_provider_probe_ok``,
 ``unigw_provider_probe_seconds``, ``unigw_provider_uptime_seconds``,
-``unigw_tokens_total{model,kind}``. For the gateway: ``unigw_providers_ready``,
+``unigw_tokens_total{model,kind}``. ``unigw_provider_group{provider,group}`` is 1 for each
+instance (``NAME#2``) of a provider with ``instances:`` (``group``: ``NAME``), to add its
+instances up: ``sum by (group) (unigw_requests_total * on (provider) group_left (group)
+unigw_provider_group)``. For the gateway: ``unigw_providers_ready``,
 ``unigw_strategy{strategy}``, ``unigw_added_seconds`` (histogram of its own added time per
 call, see :mod:`gateway.calls`), ``unigw_request_log_rows_total``,
 ``unigw_request_log_writer_cpu_seconds_total``, ``unigw_gateway_start_time_seconds``.
@@ -58,7 +61,9 @@ class GatewayCollector(Collector):
         backends = list(gw.router.table().backends)
         yield from _traffic(backends)
         yield from _provider_states(backends, time.monotonic())
-        yield from _processes(gw.view.status())
+        statuses = gw.view.status()
+        yield from _processes(statuses)
+        yield _groups(statuses)
         yield _tokens(backends)
         ready = sum(1 for b in backends if b.ready)
         yield GaugeMetricFamily("unigw_providers_ready", "Providers ready to take traffic.",
@@ -168,6 +173,16 @@ def _processes(statuses: Iterable[ProviderStatus]) -> Iterator[Metric]:
                 gauges[key].add_metric([s.name], value)
     yield restarts
     yield from gauges.values()
+
+
+def _groups(statuses: Iterable[ProviderStatus]) -> Metric:
+    groups = GaugeMetricFamily("unigw_provider_group", "1 for each instance of a provider with "
+                               "instances: the provider it belongs to.",
+                               labels=["provider", "group"])
+    for s in statuses:
+        if s.group:
+            groups.add_metric([s.name, s.group], 1)
+    return groups
 
 
 def _tokens(backends: Sequence[Backend]) -> Metric:

@@ -32,11 +32,10 @@ them anyway).
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gateway.errors import BadRequest, FailureClass, NoProviderReady, NotFound
@@ -331,17 +330,33 @@ class Router:
         if not plan.candidates[0].nested:
             raise NotFound(f"provider {outer!r} is not a unigw node (kind: unigw), so it "
                            f"has no provider {inner!r}", code="provider_not_found")
-        return dataclasses.replace(plan, inner=inner)
+        return replace(plan, inner=inner)
 
     def _pinned(self, name: str, model: str | None) -> Plan:
+        """The plan for a request pinned to provider ``name`` (404 unknown, 503 not ready);
+        the name of a provider with ``instances:`` pins to its ready instances."""
         table = self.table()
         backend = table.by_name.get(name)
         if backend is None:
+            members = [b for b in table.backends if name and b.info.group == name]
+            ready = tuple(b for b in members if b.ready)
+            if ready:
+                plan = self._pin(ready[0], model)
+                sent = plan.sends.get(ready[0].name)
+                return replace(plan, candidates=ready,
+                               sends={b.name: sent for b in ready} if sent else {})
+            if members:
+                raise NoProviderReady(f"no instance of provider {name!r} is ready")
             known = ", ".join(table.by_name) or "(none)"
             raise NotFound(f"unknown provider {name!r}; providers: {known}",
                            code="provider_not_found")
         if not backend.ready:
             raise NoProviderReady(f"provider {name!r} is not ready ({backend.info.state.value})")
+        return self._pin(backend, model)
+
+    def _pin(self, backend: Backend, model: str | None) -> Plan:
+        """The plan for ``model`` on one ready provider."""
+        name = backend.name
         if model is None:
             return Plan(backend.default_model or "", (backend,), None)
         if model in backend.models or not backend.models:

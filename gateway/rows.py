@@ -3,7 +3,8 @@
 one place, :meth:`ProviderRow.to_json`.
 
 The JSON keeps the names the dashboard and scripts read: ``health`` is ``"ok"``, ``"fail"``
-or ``null`` (made from ``probe_ok``), ``health_ms`` the last probe's time.
+or ``null`` (made from ``probe_ok``), ``health_ms`` the last probe's time. ``group`` is the
+provider an instance (``NAME#2``) belongs to, ``null`` for a provider without ``instances:``.
 
 Whether the provider really serves, from the gateway's outcomes (:mod:`gateway.stats`):
 
@@ -70,7 +71,8 @@ class ProviderRow:
             "health_ms": s.probe_ms, "last_error": s.last_error, "cpu_percent": s.cpu_percent,
             "rss_bytes": s.rss_bytes, "runtime": s.runtime, "models": list(s.models),
             "warnings": list(s.warnings), "enabled": s.enabled, "description": s.description,
-            "missing_secrets": list(s.missing_secrets), "reqs": self.reqs,
+            "missing_secrets": list(s.missing_secrets), "group": s.group or None,
+            "reqs": self.reqs,
             "errors": self.errors, "in_flight": self.in_flight, "latency_ms": self.latency_ms,
             "url": s.url, "inner": self.inner, **self._serving_json(),
         }

@@ -39,6 +39,7 @@ class ProviderInfo:
     probe_ok: bool | None = None
     probe_ms: float | None = None
     nested: bool = False  # another unigw: its answers name the inner provider that answered
+    group: str = ""  # an instance (NAME#k) of a provider with ``instances:``: NAME
 
     @property
     def ready(self) -> bool:
@@ -69,6 +70,7 @@ class ProviderStatus:
     description: str = ""
     missing_secrets: tuple[str, ...] = ()
     url: str | None = None  # a provider something else runs, at this address (config url:)
+    group: str = ""  # an instance (NAME#k) of a provider with ``instances:``: NAME
 
 
 class ProviderView(Protocol):

@@ -45,6 +45,7 @@ STATUS_FIELDS = {
     "serving_error",
     "serving_error_at",
     "failures",
+    "group",
 }
 
 

@@ -81,3 +81,29 @@ def test_last_error_shows_the_supervisors_error_unless_a_ready_provider_does_not
     assert status_cells(recovered)[-1] == "-"
     limited = StatusRow(READY, 1, 1, "rate_limited", "rate_limited: slow down")
     assert status_cells(limited)[-1] == "rate_limited: slow down"
+
+
+def test_instances_are_shown_indented_under_one_line_of_their_provider() -> None:
+    def instance(k: int, state: State) -> StatusRow:
+        status = ProviderStatus(name=f"qw#{k}", port=8099 + k, state=state, restarts=k,
+                                group="qw")
+        return StatusRow(status, reqs=10 * k, errors=k)
+
+    rows = [StatusRow(READY, 1, 0), instance(1, State.READY), instance(2, State.BACKOFF),
+            instance(3, State.READY)]
+    lines = status_table(rows).splitlines()
+    assert [line.split()[:3] for line in lines[1:]] == [
+        ["a", "8001", "ready"], ["qw", "8100-8102", "2/3"], ["qw#1", "8100", "ready"],
+        ["qw#2", "8101", "backoff"], ["qw#3", "8102", "ready"]]
+    assert [line[:6] for line in lines[3:]] == ["  qw#1", "  qw#2", "  qw#3"]
+    group = lines[2].split()
+    assert group[2:4] == ["2/3", "ready"] and group[6] == "6" and group[9:11] == ["60", "6"]
+    coloured = status_table(rows, colour=True).splitlines()
+    assert "\x1b[" not in coloured[2] and "\x1b[33mbackoff" in coloured[4]
+
+
+def test_the_group_of_an_instance_survives_json_and_back() -> None:
+    status = ProviderStatus(name="qw#2", port=8101, state=State.READY, group="qw")
+    shown = ProviderRow(status, 0, 0, 0, None).to_json()
+    assert shown["group"] == "qw" and ProviderRow(READY, 0, 0, 0, None).to_json()["group"] is None
+    assert StatusRow.from_json(json.loads(json.dumps(shown))).status == status

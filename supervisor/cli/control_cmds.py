@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from urllib.parse import quote
 
 import click
 
@@ -18,7 +19,7 @@ from supervisor.view import State
 @click.option("--json", "as_json", is_flag=True, help="Print GET /providers as one JSON object.")
 def status(config_path: str, as_json: bool) -> None:
     """One row per provider: NAME PORT STATE PID UPTIME RESTARTS HEALTH SERVING REQS ERRORS
-    LAST_ERROR."""
+    LAST_ERROR. A provider's instances are indented under one line of their own."""
     data = call(config_path, lambda c: c.get("/providers"))
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -30,7 +31,7 @@ def status(config_path: str, as_json: bool) -> None:
     if output.use_colour():
         from supervisor.cli import live
 
-        live.print_status(output.STATUS_COLUMNS, [output.status_cells(r) for r in rows],
+        live.print_status(output.STATUS_COLUMNS, [c for c, _ in output.grouped_cells(rows)],
                           state_col=2, serving_col=output.STATUS_COLUMNS.index("SERVING"))
     else:
         click.echo(output.status_table(rows))
@@ -40,23 +41,33 @@ def status(config_path: str, as_json: bool) -> None:
 
 
 def _control(action: str, name: str, config_path: str) -> None:
-    answer = call(config_path, lambda c: c.post(f"/providers/{name}/{action}"), timeout=300.0)
+    """POST the action; one line per provider it acted on (a group: each instance)."""
+    path = f"/providers/{quote(name, safe='')}/{action}"  # NAME#2: '#' is not a fragment
+    answer = call(config_path, lambda c: c.post(path), timeout=300.0)
     try:
-        row = output.StatusRow.from_json(answer).status
+        rows = [output.StatusRow.from_json(r).status
+                for r in (answer["providers"] if "providers" in answer else [answer])]
     except (KeyError, TypeError, ValueError) as exc:
         fail(f"the gateway's answer is not what this unigw reads ({exc!r})")
-    line = f"{name}: {row.state.value}" + (f" (pid {row.pid})" if row.pid else "")
-    if row.state is State.FAILED or (action != "stop" and row.state is not State.READY):
-        fail(f"{line}: {row.last_error or 'see unigw logs ' + name}")
-    click.echo(line)
+    bad = []
+    for row in rows:
+        line = f"{row.name}: {row.state.value}" + (f" (pid {row.pid})" if row.pid else "")
+        if row.state is State.FAILED or (action != "stop" and row.state is not State.READY):
+            bad.append(f"{line}: {row.last_error or 'see unigw logs ' + row.name}")
+        else:
+            click.echo(line)
+    if bad:
+        fail("\n".join(bad))
 
 
 #: ``unigw start/stop/restart NAME``: one command each, made by one factory.
 PROVIDER_ACTIONS = {
-    "start": "Start one provider of the running instance; return once it is ready (or failed).",
-    "stop": "Stop one provider of the running instance (its whole process tree).",
+    "start": "Start one provider of the running instance; return once it is ready (or failed). "
+    "NAME of a provider with instances: all of them; NAME#2: that one.",
+    "stop": "Stop one provider of the running instance (its whole process tree). "
+    "NAME of a provider with instances: all of them; NAME#2: that one.",
     "restart": "Restart one provider; a failed one has its crash history cleared and is "
-    "tried again.",
+    "tried again. NAME of a provider with instances: all of them; NAME#2: that one.",
 }
 
 
@@ -82,12 +93,26 @@ for _action, _help in PROVIDER_ACTIONS.items():
 @click.option("-n", "lines", default=50, show_default=True, help="How many of the last lines.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 def logs(config_path: str, name: str, lines: int, follow: bool) -> None:
-    """A provider's captured output (clone, install and run), from .unigw/logs/NAME.log."""
+    """A provider's captured output (clone, install and run), from .unigw/logs/NAME.log.
+
+    NAME of a provider with instances: each instance's last lines in turn, after a
+    ``==> NAME#k <==`` line (-f follows one instance: give NAME#k).
+    """
     from supervisor.proc import logs as logfiles
 
     config = control_config(config_path)
-    if config.provider(name) is None:
+    members = config.members(name)
+    if not members:
         fail(f"unknown provider {name!r} in {config.path.name}")
+    if config.provider(name) is None:  # a group
+        if follow:
+            fail(f"-f follows one instance: {members[0].name}, …", ExitCode.USAGE)
+        for p in members:
+            path = logfiles.log_path(config.state_dir, p.name)
+            click.echo(f"==> {p.name} <==")
+            for line in logfiles.tail(path, lines) if path.exists() else []:
+                click.echo(line)
+        return
     path = logfiles.log_path(config.state_dir, name)
     if not path.exists():
         fail(f"no log yet for {name} ({path})")

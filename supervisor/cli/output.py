@@ -70,6 +70,7 @@ class StatusRow:
             warnings=tuple(row["warnings"]), enabled=row["enabled"],
             description=row["description"], missing_secrets=tuple(row["missing_secrets"]),
             url=row.get("url"),
+            group=row.get("group") or "",
         )
         error = row["serving_error"]
         if error is not None:
@@ -124,10 +125,41 @@ def status_cells(row: StatusRow, last_error_width: int = 60) -> list[str]:
             str(s.restarts), health(s), row.serving, str(row.reqs), str(row.errors), err]
 
 
+def grouped_cells(rows: Sequence[StatusRow]) -> list[tuple[list[str], State | None]]:
+    """The lines of ``unigw status``, each with the state it shows (None for a group's line).
+
+    The instances of a provider with ``instances:`` come under one line of its own: its name,
+    its ports, how many are ready, and their restarts, requests and errors added up; each
+    instance's line is indented under it.
+    """
+    out: list[tuple[list[str], State | None]] = []
+    for i, row in enumerate(rows):
+        group = row.status.group
+        if group and (i == 0 or rows[i - 1].status.group != group):
+            out.append((_group_cells(group, [r for r in rows if r.status.group == group]), None))
+        cells = status_cells(row)
+        if group:
+            cells[0] = "  " + cells[0]
+        out.append((cells, row.status.state))
+    return out
+
+
+def _group_cells(group: str, rows: Sequence[StatusRow]) -> list[str]:
+    ports = sorted(r.status.port for r in rows)
+    contiguous = ports == list(range(ports[0], ports[0] + len(ports)))
+    shown = (f"{ports[0]}-{ports[-1]}" if contiguous and len(ports) > 1
+             else ",".join(map(str, ports)))
+    ready = sum(1 for r in rows if r.status.state is State.READY)
+    return [group, shown, f"{ready}/{len(rows)} ready", "-", "-",
+            str(sum(r.status.restarts for r in rows)), "-", "-",
+            str(sum(r.reqs for r in rows)), str(sum(r.errors for r in rows)), "-"]
+
+
 def status_table(rows: Sequence[StatusRow], colour: bool = False) -> str:
     """The table of ``unigw status``, its STATE column coloured on request."""
-    paint = [STATE_COLOURS.get(r.status.state) if colour else None for r in rows]
-    return table(STATUS_COLUMNS, [status_cells(r) for r in rows], paint, 2)
+    lines = grouped_cells(rows)
+    paint = [STATE_COLOURS.get(state) if colour and state else None for _, state in lines]
+    return table(STATUS_COLUMNS, [cells for cells, _ in lines], paint, 2)
 
 
 def table(

@@ -98,7 +98,7 @@ def up(config_path: str, detach: bool, only: str | None, verbose: bool, plain: b
     """
     config = load_config(config_path)
     names = [n.strip() for n in only.split(",") if n.strip()] if only else None
-    unknown = [n for n in names or [] if config.provider(n) is None]
+    unknown = [n for n in names or [] if not config.members(n)]
     if unknown:
         fail(f"--only: unknown provider(s) {', '.join(unknown)} in {config_path}", ExitCode.USAGE)
     if detach:

@@ -30,13 +30,14 @@ def install(config_path: str, names: tuple[str, ...], plain: bool) -> None:
     from supervisor.lifecycle.remote import NOTHING_TO_INSTALL
 
     config = load_config(config_path)
-    unknown = [n for n in names if config.provider(n) is None]
+    unknown = [n for n in names if not config.members(n)]
     if unknown:
         fail(f"unknown provider(s) {', '.join(unknown)} in {config_path}", ExitCode.USAGE)
     setup_logging(False)
     board = live.Board(live=live.live_wanted(plain), labels={"stopped": "installed"})
     sup = Supervisor(config, progress=board.progress)
-    asked = list(names) or [p.name for p in config.providers if p.enabled]
+    asked = ([p.name for n in names for p in config.members(n)]  # a group: its instances
+             or [p.name for p in config.providers if p.enabled])
     remote = {p.name: p.url for p in config.providers if p.remote and p.name in asked}
     for name, url in remote.items():
         click.echo(f"{name}: {NOTHING_TO_INSTALL} ({url})")

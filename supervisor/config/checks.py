@@ -22,7 +22,7 @@ def check_provider(p: dict[str, Any], where: str, problems: list[str]) -> None:
     def bad(field: str, message: str) -> None:
         problems.append(f"{where}: {field}: {message}")
 
-    name, port, runtime = p.get("name"), p.get("port"), p.get("runtime")
+    name, port, runtime = p.get("group") or p.get("name"), p.get("port"), p.get("runtime")
     remote = p.get("url") is not None  # runtime and start are derived (config/remote.py)
     if name is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         bad("name", f"must be letters, digits, '.', '_' or '-', got {name!r}")
@@ -87,7 +87,7 @@ def check_gateway(
                         f"got {gw['first_content_timeout']}")
     if gw.get("hold_max_bytes", 1) < 1:
         problems.append(f"{where}: hold_max_bytes: must be at least 1, got {gw['hold_max_bytes']}")
-    names = {p.get("name") for p in providers}
+    names = {p.get("name") for p in providers} | {p["group"] for p in providers if p.get("group")}
     for model, prefs in gw.get("routes", {}).items():
         for name in prefs:
             if name not in names:

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from supervisor.config import instances
 from supervisor.config.checks import check_gateway, check_provider
 from supervisor.config.model import (
     Config,
@@ -66,7 +67,8 @@ def loads(text: str, path: Path, environ: Mapping[str, str] | None = None) -> Co
     providers = _providers(raw.get("providers"), label, env, problems)
     check_gateway(gw, providers, f"{label}: gateway", problems)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(list(dict.fromkeys(problems)))  # instances repeat their provider's
+    gw["routes"] = _routes_to_instances(gw.get("routes", {}), providers)
     return Config(
         path=path,
         gateway=GatewayConfig(**gw),
@@ -81,6 +83,18 @@ def _section(raw: dict[str, Any], name: str, label: str, problems: list[str]) ->
         problems.append(f"{label}: {name}: must be a mapping, got {kind(value)}")
         return {}
     return value
+
+
+def _routes_to_instances(
+    routes: Mapping[str, tuple[str, ...]], providers: list[dict[str, Any]]
+) -> dict[str, tuple[str, ...]]:
+    """``gateway.routes`` with a provider that has instances standing for all of them."""
+    members: dict[str, list[str]] = {}
+    for p in providers:
+        if p["group"]:
+            members.setdefault(p["group"], []).append(p["name"])
+    return {model: tuple(n for name in prefs for n in members.get(name, [name]))
+            for model, prefs in routes.items()}
 
 
 def _resolve_gateway_secrets(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
@@ -115,26 +129,32 @@ def _providers(
         if not isinstance(item, dict):
             problems.append(f"{where}: must be a mapping, got {kind(item)}")
             continue
-        prov = _provider(item, where, env, problems)
-        name, port = prov.get("name"), prov.get("port")
-        if name in names:
-            problems.append(
-                f"{where}: name: duplicate name {name!r} (also providers[{names[name]}])"
-            )
-        if port in ports and not prov.get("url"):  # remote ones are on other hosts
-            problems.append(f"{where}: port: duplicate port {port} (also used by {ports[port]})")
-        if name is not None:
-            names.setdefault(name, i)
-        if port is not None and not prov.get("url"):
-            ports.setdefault(port, str(name))
-        out.append(prov)
+        field = "ports" if "ports" in item else "port"
+        for entry, group in instances.expand(item, where, problems):
+            prov = _provider(entry, group, where, env, problems)
+            name, port = prov.get("name"), prov.get("port")
+            dup = name if name in names else group if names.get(group, i) != i else None
+            if dup is not None:
+                problems.append(f"{where}: name: duplicate name {dup!r} "
+                                f"(also providers[{names[dup]}])")
+            if port in ports and not prov.get("url"):  # remote ones are on other hosts
+                of = f" of {name}" if group else ""
+                problems.append(f"{where}: {field}: duplicate port {port}{of} "
+                                f"(also used by {ports[port]})")
+            for taken in (name, group):
+                if taken:
+                    names.setdefault(taken, i)
+            if port is not None and not prov.get("url"):
+                ports.setdefault(port, str(name))
+            out.append(prov)
     return out
 
 
 def _provider(
-    item: dict[str, Any], where: str, env: Mapping[str, str], problems: list[str]
+    item: dict[str, Any], group: str, where: str, env: Mapping[str, str], problems: list[str]
 ) -> dict[str, Any]:
-    """One provider's fields with ``${NAME}`` references resolved and secrets marked."""
+    """One provider's (or instance's) fields with ``${NAME}`` references resolved and secrets
+    marked."""
     raw = dict(item)
     missing: list[str] = []
     names: list[str] = []
@@ -170,6 +190,7 @@ def _provider(
         raw["start"] = start
     remote_fields(raw, where, problems)
     fields = fields_of(ProviderConfig, raw, where, problems)
+    fields["group"] = group
     check_provider(fields, where, problems)
     fields.update(
         secret_env=frozenset(secret_env),

@@ -151,6 +151,8 @@ class ProviderConfig:
     key_is_secret: bool = field(default=False, metadata=_DERIVED)
     missing_secrets: tuple[str, ...] = field(default=(), metadata=_DERIVED)
     secret_names: tuple[str, ...] = field(default=(), metadata=_DERIVED)  # every ${NAME} used
+    # an instance (NAME#k) of a provider with ``instances:``: that provider's name; else ""
+    group: str = field(default="", metadata=_DERIVED)
 
     @property
     def local(self) -> bool:
@@ -171,6 +173,12 @@ class ProviderConfig:
     def base_url(self) -> str:
         """Where the gateway sends its calls."""
         return self.url.rstrip("/") if self.url else f"http://127.0.0.1:{self.port}"
+
+    @property
+    def home(self) -> str:
+        """The name of its clone, virtual environment and install stamp: an instance shares
+        its group's."""
+        return self.group or self.name
 
     @property
     def default_model(self) -> str | None:
@@ -243,6 +251,14 @@ class Config:
 
     def provider(self, name: str) -> ProviderConfig | None:
         return next((p for p in self.providers if p.name == name), None)
+
+    def members(self, name: str) -> tuple[ProviderConfig, ...]:
+        """The providers ``name`` means: one provider or instance, or every instance of a
+        provider with ``instances:``; () when it names none."""
+        one = self.provider(name)
+        if one is not None:
+            return (one,)
+        return tuple(p for p in self.providers if p.group and p.group == name)
 
     def needing(self, secret: str) -> list[str]:
         """The providers whose config references ``${secret}``."""

@@ -106,6 +106,16 @@ def read_dotenv(path: Path) -> dict[str, str]:
     return out
 
 
+def rename_refs(value: str, renames: Mapping[str, str]) -> str:
+    """``value`` with each ``${OLD}`` / ``${OLD:-default}`` of ``renames`` reading ``${NEW}``."""
+
+    def sub(m: re.Match[str]) -> str:
+        name = renames.get(m.group(1))
+        return m.group(0) if name is None else m.group(0).replace(m.group(1), name, 1)
+
+    return _REF.sub(sub, value)
+
+
 def expand(value: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
     out, _, missing = expand_tracked(value, env)
     return out, missing

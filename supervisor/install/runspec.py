@@ -8,6 +8,8 @@ the install steps and the start command are both expanded through it, so ``{pyth
   it runs on unigw's own interpreter (``sys.executable``): no virtual environment, no install.
 - A cloned **python** provider gets its own virtual environment, ``<state_dir>/venvs/<name>``,
   built from the toolchain's interpreter; ``{python}`` is that environment's interpreter.
+- The instances of a provider with ``instances:`` (``NAME#1``, …) share its clone
+  (``apis/NAME``), virtual environment and install (``ProviderConfig.home``).
 - For node, go and deno, ``argv[0]`` naming the tool (``go``, ``deno``, ``node``, ``npm``,
   ``npx``) is resolved through the toolchain, whose folder is also put first on ``PATH``.
 
@@ -116,11 +118,11 @@ def build(
     if provider.local:
         clone_dir, cwd = None, config.base_dir / provider.cwd
     else:
-        clone_dir = apis_dir / provider.name
+        clone_dir = apis_dir / provider.home  # instances share one clone
         cwd = clone_dir / provider.cwd
     venv = None
     if provider.runtime == "python" and toolchain is not None and not provider.local:
-        venv = state_dir / "venvs" / provider.name
+        venv = state_dir / "venvs" / provider.home
         python = venv / "bin" / "python"
     elif provider.runtime == "python" and toolchain is not None:
         python = toolchain.executable

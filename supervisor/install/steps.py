@@ -71,7 +71,7 @@ def steps(spec: RunSpec) -> list[list[str]]:
 
 
 def stamp_path(spec: RunSpec) -> Path:
-    return spec.state_dir / "stamps" / f"{spec.provider.name}.json"
+    return spec.state_dir / "stamps" / f"{spec.provider.home}.json"  # instances share one
 
 
 def stamp_of(spec: RunSpec, commit: str | None) -> dict[str, Any]:

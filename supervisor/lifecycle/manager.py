@@ -9,9 +9,10 @@ a ``url:`` provider's :class:`~supervisor.lifecycle.remote.RemoteRuntime`: probe
 stop, changed ones restart and the others are not touched.
 
 State and output live under ``config.state_dir`` (``.unigw/``): ``logs/<name>.log`` (rotated),
-``run/providers/<name>.json`` (pids, for leftovers), ``stamps/<name>.json`` (installs) and
-``venvs/<name>``. ``state_dir`` and ``apis_dir`` are fixed when the supervisor is made; every
-other ``supervisor:`` setting of a reloaded config applies to providers as they (re)start.
+``run/providers/<name>.json`` (pids, for leftovers), ``stamps/<home>.json`` (installs) and
+``venvs/<home>`` (``home``: an instance ``NAME#k`` shares ``NAME``'s). ``state_dir`` and
+``apis_dir`` are fixed when the supervisor is made; every other ``supervisor:`` setting of a
+reloaded config applies to providers as they (re)start.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class Supervisor:
         only: Sequence[str] | None = None,
         progress: Callable[[str, str], None] | None = None,
     ) -> None:
-        unknown = [n for n in only or () if config.provider(n) is None]
+        unknown = [n for n in only or () if not config.members(n)]  # a group: its instances
         if unknown:
             raise KeyError(f"unknown provider(s): {', '.join(unknown)}")
         self._only = frozenset(only) if only else None
@@ -168,7 +169,9 @@ class Supervisor:
     # -- internals ---------------------------------------------------------------------------
 
     def _selected(self, name: str) -> bool:
-        return self._only is None or name in self._only
+        rt = self._runtimes.get(name)
+        group = rt.provider.group if rt is not None else ""
+        return self._only is None or name in self._only or group in self._only
 
     def _bump(self) -> None:
         self._version += 1

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from supervisor.config import Config, ProviderConfig, SupervisorConfig
@@ -68,6 +68,12 @@ class Shared:
     on_change: Callable[[], None]
     progress: Callable[[str, str], None] | None = None
     prober: Prober | None = None
+    homes: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+    def home_lock(self, home: str) -> asyncio.Lock:
+        """The lock of one clone and install (instances share theirs: one clones, one
+        installs, the others then find both current)."""
+        return self.homes.setdefault(home, asyncio.Lock())
 
     @property
     def settings(self) -> SupervisorConfig:
@@ -212,9 +218,15 @@ class ProviderRuntime(Lifecycle):
         p, shared = self.provider, self.shared
         if p.missing_secrets and need_secrets:
             raise CannotRun(f"missing secret {', '.join(p.missing_secrets)}", permanent=True)
+        async with shared.home_lock(p.home):
+            return await self._prepare_home()
+
+    async def _prepare_home(self) -> runspec.RunSpec:
+        """Clone, toolchain and install, under the home's lock."""
+        p, shared = self.provider, self.shared
         commit = None
         if p.repo is not None:  # first, so a vanished repository costs no toolchain download
-            ref, clone_dir = p.ref or "HEAD", shared.apis_dir / p.name
+            ref, clone_dir = p.ref or "HEAD", shared.apis_dir / p.home
             commit = await repos.ensure_checkout(
                 p.repo, ref, clone_dir, timeout=shared.settings.clone_timeout, emit=self._say
             )

@@ -108,6 +108,7 @@ class Lifecycle:
             name=p.name, state=self.state, base_url=p.base_url, key=p.key,
             models=self.models(), weight=p.weight, probe_ok=self.probe_ok,
             probe_ms=self.probe_ms, nested=p.nested,
+            group=p.group,
         )
 
     def status(self) -> ProviderStatus:
@@ -121,4 +122,5 @@ class Lifecycle:
             cpu_percent=self.cpu_percent, rss_bytes=self.rss_bytes, runtime=p.runtime,
             models=self.models(), warnings=tuple(self.warnings), enabled=p.enabled,
             description=p.description, missing_secrets=p.missing_secrets, url=p.url,
+            group=p.group,
         )
