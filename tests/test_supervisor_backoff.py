@@ -66,6 +66,19 @@ def test_a_ready_provider_that_exits_restarts_at_once_the_first_time_only() -> N
     assert delays == [0.0, 1.0, 2.0, 4.0]
 
 
+def test_a_ready_provider_whose_probe_failed_before_its_exit_was_seen_restarts_at_once() -> None:
+    # kill -9 under load: the next probe finds nothing listening (unhealthy) before the
+    # supervisor has read the exit; the process was serving all the same
+    clock = FakeClock()
+    p = policy(clock)
+    p.on_ready()
+    clock.now += 5
+    p.on_not_ready()
+    clock.now += 0.1
+    assert p.on_exit() == Restart(0.0, crash_loop=False)
+    assert p.on_exit().delay == 1.0  # the next exit, with no ready in between, backs off
+
+
 def test_a_provider_that_never_became_ready_gets_no_immediate_restart() -> None:
     clock = FakeClock()
     p = policy(clock)

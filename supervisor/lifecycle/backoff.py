@@ -5,7 +5,8 @@ clock. The supervisor asks it one question after every exit (or liveness failure
 :meth:`RestartPolicy.on_exit` answers with a :class:`Restart`: the delay to wait before the next
 start, and whether the exits form a crash loop.
 
-- A provider that was ready when it exited restarts at once if its backoff is fresh (no exit
+- A provider that was ready in this run (since its last start, even if a probe saw it go
+  unhealthy just before its exit was noticed) restarts at once if its backoff is fresh (no exit
   since it last started over): one death of a working process (killed, out of memory) should
   cost its start time and nothing more. That immediate restart is used up until the backoff
   starts over (below), so a provider that keeps dying right after becoming ready gets the
@@ -62,6 +63,7 @@ class RestartPolicy:
     _exits: deque[float] = field(default_factory=deque, repr=False)
     _ready_since: float | None = None
     _at_once_used: bool = False  # the immediate restart after a ready exit was taken
+    _ready_this_run: bool = False  # ready at some time since the process last started
 
     @classmethod
     def from_settings(cls, settings: SupervisorConfig) -> RestartPolicy:
@@ -79,6 +81,7 @@ class RestartPolicy:
         """The provider became ready: start timing how long it stays that way."""
         if self._ready_since is None:
             self._ready_since = self.clock()
+        self._ready_this_run = True
 
     def on_not_ready(self) -> None:
         """The provider left ready; if it had been ready long enough, forget the backoff."""
@@ -89,7 +92,8 @@ class RestartPolicy:
 
     def on_exit(self) -> Restart:
         """The provider exited or failed liveness: how long to wait, and whether it loops."""
-        was_ready = self._ready_since is not None
+        # a killed provider's probe can fail before its exit is seen: it was still serving
+        was_ready, self._ready_this_run = self._ready_this_run, False
         self.on_not_ready()
         now = self.clock()
         self._exits.append(now)
