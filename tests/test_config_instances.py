@@ -153,3 +153,10 @@ def test_a_field_error_of_a_provider_with_instances_is_reported_once(tmp_path: P
     assert problems(tmp_path, prov(instances=3, runtime="cobol")) == [
         "providers.yaml: providers[0] (qw): runtime: unknown runtime 'cobol' "
         "(known: python, node, go, deno)"]
+
+
+def test_a_remote_provider_cannot_have_instances(tmp_path: Path) -> None:
+    remote = {"name": "r", "url": "http://127.0.0.1:9555", "instances": 2, "models": ["m"]}
+    assert problems(tmp_path, remote) == [
+        "providers.yaml: providers[0] (r): instances: not used with url (a remote provider is "
+        "one address: list each as a provider of its own)"]

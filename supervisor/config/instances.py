@@ -38,6 +38,10 @@ def expand(
         if "ports" in item:
             problems.append(f"{where}: ports: only with instances (one port per instance)")
         return [({k: v for k, v in item.items() if k != "ports"}, "")]
+    if "url" in item:
+        problems.append(f"{where}: instances: not used with url (a remote provider is one "
+                        "address: list each as a provider of its own)")
+        return []
     base = {k: v for k, v in item.items() if k not in ("instances", "ports")}
     settings = _settings(item["instances"], where, problems)
     if not settings:
