@@ -1,0 +1,159 @@
+"""The benchmark's curve section (``scripts/bench.py --only curve``): how the gateway's cost grows.
+
+The largest number of echo providers the plan names (100) are started once, each its own
+process on a free port; then for each provider count (3, 14, 100) a fresh ``unigw gateway`` is
+put in front of that many of them (default gateway settings, its state in a temporary folder)
+and measured:
+
+* idle, for a few seconds once every provider is ready: its RSS and CPU (the health probes);
+* non-streaming chat calls with ``wrk`` at 1, 64, 512 and 2,048 connections (round_robin, so
+  every provider is called): requests/s, p50 / p99, errors, the gateway's CPU milliseconds per
+  call and its RSS after the run.
+
+Then, for every client count, the growth from the fewest to the most providers next to the
+growth in providers (100 / 3), and the verdict "grows at most linearly in providers": no CPU per
+call, RSS or idle CPU grew by a larger factor than the providers did. The cost added per provider
+from 3 to 14 and from 14 to 100 is printed too (a super-linear cost shows as a rising one).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+from bench_streams import cpu, start_echoes, start_gateway
+from bench_supervisor import end
+
+#: bench.py's ``wrk(url, clients, seconds, lua)`` -> (requests, p50 ms, p99 ms, errors)
+Wrk = Callable[[str, int, float, Path], tuple[int, float, float, int]]
+TICK = 0.01  # the resolution of a process's CPU time
+
+
+@dataclass(frozen=True)
+class CurvePlan:
+    providers: tuple[int, ...]
+    clients: tuple[int, ...]
+    seconds: float  # per wrk measurement
+    idle_seconds: float
+
+
+FULL = CurvePlan((3, 14, 100), (1, 64, 512, 2048), seconds=3.0, idle_seconds=4.0)
+QUICK = CurvePlan((3, 14, 100), (1, 64, 512), seconds=1.0, idle_seconds=2.0)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One wrk run against a gateway with ``providers`` providers."""
+
+    providers: int
+    clients: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    cpu_ms: float  # the gateway's CPU per call
+    rss: int  # the gateway's RSS after the run
+
+
+@dataclass(frozen=True)
+class Idle:
+    providers: int
+    rss: int
+    cpu_seconds: float  # over the idle window
+    window: float
+
+
+def measure(folder: Path, ports: list[int], plan: CurvePlan, wrk: Wrk,
+            lua: Path) -> tuple[Idle, list[Point]]:
+    """A fresh gateway in front of ``ports``: idle, then one wrk run per client count."""
+    gateway, port = start_gateway(folder, ports)
+    url = f"http://127.0.0.1:{port}/v1/chat/completions"
+    try:
+        gw = psutil.Process(gateway.pid)
+        time.sleep(1.0)  # the first probe round after ready
+        before = cpu(gw)
+        time.sleep(plan.idle_seconds)
+        idle = Idle(len(ports), gw.memory_info().rss, cpu(gw) - before, plan.idle_seconds)
+        points = []
+        for clients in plan.clients:
+            wrk(url, clients, 1, lua)  # warm the connections
+            before = cpu(gw)
+            requests, p50, p99, errors = wrk(url, clients, plan.seconds, lua)
+            per_call = (cpu(gw) - before) * 1000 / max(requests, 1)
+            points.append(Point(len(ports), clients, requests / plan.seconds, p50, p99, errors,
+                                per_call, gw.memory_info().rss))
+        return idle, points
+    finally:
+        end(gateway, signal.SIGTERM)
+
+
+def run(folder: Path, plan: CurvePlan, wrk: Wrk, lua: Path) -> None:
+    """Start the echoes, measure every provider count, print the table and the verdict."""
+    started = time.monotonic()
+    echoes, ports = start_echoes(max(plan.providers))
+    echo_rss = sum(psutil.Process(e.pid).memory_info().rss for e in echoes)
+    print(f"\ncurve: {len(echoes)} echo processes started in {time.monotonic() - started:.1f} s, "
+          f"{echo_rss / 2**30:.2f} GiB RSS together; load average before "
+          f"{' '.join(f'{x:.1f}' for x in psutil.getloadavg())}")
+    idles, points = [], []
+    try:
+        for n in plan.providers:
+            idle, rows = measure(folder / f"curve-{n}", ports[:n], plan, wrk, lua)
+            idles.append(idle)
+            points += rows
+    finally:
+        for proc in echoes:
+            end(proc, signal.SIGTERM)
+    table(idles, points)
+    verdict(idles, points, plan)
+
+
+def table(idles: list[Idle], points: list[Point]) -> None:
+    mib = 2**20
+    print(f"{'providers':>9} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'errors':>6} {'gw cpu ms/call':>14} {'gw RSS MiB':>10}")
+    for idle in idles:
+        print(f"{idle.providers:>9} {'idle':>7} {'':>8} {'':>8} {'':>8} {'':>6} "
+              f"{idle.cpu_seconds / idle.window * 100:>12.2f} % {idle.rss / mib:>10.1f}")
+        for p in (p for p in points if p.providers == idle.providers):
+            print(f"{p.providers:>9} {p.clients:>7} {p.rps:>8.0f} {p.p50_ms:>8.2f} "
+                  f"{p.p99_ms:>8.2f} {p.errors:>6} {p.cpu_ms:>14.3f} {p.rss / mib:>10.1f}")
+
+
+def _growth(name: str, values: dict[int, float], unit: str) -> tuple[str, float]:
+    """One line: the factor from the fewest to the most providers and the cost per added
+    provider over each step; and the factor."""
+    counts = sorted(values)
+    low, high = values[counts[0]], values[counts[-1]]
+    factor = high / low if low > 0 else float("inf")
+    steps = ", ".join(f"{a}->{b} {(values[b] - values[a]) / (b - a):+.4f} {unit}"
+                      for a, b in zip(counts, counts[1:], strict=False))
+    return f"  {name:<26} x{factor:<7.2f} per added provider: {steps}", factor
+
+
+def verdict(idles: list[Idle], points: list[Point], plan: CurvePlan) -> None:
+    """Each measure's growth from the fewest to the most providers, next to theirs."""
+    lo, hi = min(plan.providers), max(plan.providers)
+    bound = hi / lo
+    lines = []
+    for clients in plan.clients:
+        row = {p.providers: p for p in points if p.clients == clients}
+        lines.append(_growth(f"CPU/call, {clients} clients", {n: p.cpu_ms for n, p in row.items()},
+                             "ms"))
+        lines.append(_growth(f"RSS, {clients} clients", {n: p.rss / 2**20 for n, p in row.items()},
+                             "MiB"))
+    lines.append(_growth("RSS, idle", {i.providers: i.rss / 2**20 for i in idles}, "MiB"))
+    # idle CPU: at least one clock tick, so that an unmeasurably small base is no false alarm
+    lines.append(_growth("CPU, idle", {i.providers: max(i.cpu_seconds, TICK) / i.window * 100
+                                       for i in idles}, "%"))
+    print(f"\ngrowth from {lo} to {hi} providers (x{bound:.1f}):")
+    for text, _ in lines:
+        print(text)
+    worst = max(factor for _, factor in lines)
+    ok = worst <= bound
+    said = "grows at most linearly in providers" if ok else "GROWS FASTER THAN LINEARLY"
+    print(f"verdict: {said} (largest factor x{worst:.2f} {'<=' if ok else '>'} x{bound:.1f})")
