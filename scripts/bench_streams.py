@@ -130,8 +130,8 @@ def start_gateway(folder: Path, ports: list[int], **gateway: object,
 
 @dataclass
 class Outcome:
-    """One client process's streams: when each was sent and ended (monotonic), failures by
-    cause, and how many streams had how many events."""
+    """One client process's streams: when each that ended with [DONE] was sent and ended
+    (monotonic), failures by cause, and how many streams had how many events."""
 
     spans: list[tuple[float, float]] = field(default_factory=list)
     failures: Counter[str] = field(default_factory=Counter)
@@ -157,16 +157,15 @@ async def _one(port: int, at: float, timeout: float, out: Outcome) -> None:
     opened: list[float] = []  # when the request was sent (the gateway may hold the answer's
     # head back until the first content, to fail over a stream that breaks before it)
     try:
-        await asyncio.wait_for(_request(port, opened, out), timeout)
+        if await asyncio.wait_for(_request(port, opened, out), timeout):
+            out.spans.append((opened[0], time.monotonic()))
     except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
             asyncio.TimeoutError, ValueError, IndexError) as exc:
         out.failures[type(exc).__name__] += 1
-    finally:
-        if opened:
-            out.spans.append((opened[0], time.monotonic()))
 
 
-async def _request(port: int, opened: list[float], out: Outcome) -> None:
+async def _request(port: int, opened: list[float], out: Outcome) -> bool:
+    """Send the request, read the whole stream; whether it ended with [DONE]."""
     head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(STREAM_BODY)}\r\n"
             "Connection: close\r\n\r\n").encode()
@@ -177,11 +176,12 @@ async def _request(port: int, opened: list[float], out: Outcome) -> None:
         status = (await reader.readuntil(b"\r\n\r\n")).split(b" ", 2)[1].decode()
         if status != "200":
             out.failures[f"HTTP {status}"] += 1
-            return
+            return False
         events, done = await _read_stream(reader)
         out.events[events] += 1
         if not done:
             out.failures["no [DONE]"] += 1
+        return done
     finally:
         writer.close()
 
