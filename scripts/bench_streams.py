@@ -26,6 +26,7 @@ import dataclasses
 import http.client
 import json
 import resource
+import socket
 import subprocess
 import sys
 import threading
@@ -88,9 +89,21 @@ def raise_fd_limit() -> int:
 
 # -- the processes --------------------------------------------------------------------------------
 
+def free_ports(n: int) -> list[int]:
+    """``n`` different free ports (each held until all are chosen, so none comes twice)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
+
+
 def start_echoes(n: int, *flags: str) -> tuple[list[subprocess.Popen[bytes]], list[int]]:
     """``n`` echo providers on free ports, spawned at once; returns once all answer."""
-    ports = [free_port() for _ in range(n)]
+    ports = free_ports(n)
     procs = [spawn([sys.executable, "-m", "supervisor.demo.echo", "--port", str(p), *flags])
              for p in ports]
     deadline = time.monotonic() + 30 + n * 0.5
