@@ -8,7 +8,9 @@ and measured:
 * idle, for a few seconds once every provider is ready: its RSS and CPU (the health probes);
 * non-streaming chat calls with ``wrk`` at 1, 64, 512 and 2,048 connections (round_robin, so
   every provider is called): requests/s, p50 / p99, errors, the gateway's CPU milliseconds per
-  call and its RSS after the run.
+  call, its RSS after the run and how busy it was (its CPU over the run, in % of one core: near
+  100 % it is the limit; far below, the calls waited on something else, and its fixed costs,
+  such as probing every provider, are shared by fewer calls).
 
 Then, for every client count, the growth from the fewest to the most providers next to the
 growth in providers (100 / 3), and the verdict "grows at most linearly in providers": no CPU per
@@ -63,6 +65,7 @@ class Point:
     p99_ms: float
     errors: int
     cpu_ms: float  # the gateway's CPU per call
+    busy: float  # the gateway's CPU over the run, in cores (1.0: its loop never waited)
     rss: int  # the gateway's RSS after the run
 
 
@@ -103,9 +106,9 @@ def calls(gw: psutil.Process, url: str, where: tuple[int, int], plan: CurvePlan,
     wrk(url, clients, 1, lua, timeout=WRK_TIMEOUT)  # warm the connections
     before = cpu(gw)
     requests, p50, p99, errors = wrk(url, clients, seconds, lua, timeout=WRK_TIMEOUT)
-    per_call = (cpu(gw) - before) * 1000 / max(requests, 1)
-    return Point(providers, clients, requests / seconds, p50, p99, errors, per_call,
-                 gw.memory_info().rss)
+    used = cpu(gw) - before
+    return Point(providers, clients, requests / seconds, p50, p99, errors,
+                 used * 1000 / max(requests, 1), used / seconds, gw.memory_info().rss)
 
 
 def machine_busy() -> float:
@@ -153,13 +156,14 @@ def run(folder: Path, plan: CurvePlan, wrk: Wrk, lua: Path) -> None:
 def table(idles: list[Idle], points: list[Point]) -> None:
     mib = 2**20
     print(f"{'providers':>9} {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'errors':>6} {'gw cpu ms/call':>14} {'gw RSS MiB':>10}")
+          f"{'errors':>6} {'gw cpu ms/call':>14} {'gw RSS MiB':>10} {'gw busy':>7}")
     for idle in idles:
         print(f"{idle.providers:>9} {'idle':>7} {'':>8} {'':>8} {'':>8} {'':>6} "
               f"{idle.cpu_seconds / idle.window * 100:>12.2f} % {idle.rss / mib:>10.1f}")
         for p in (p for p in points if p.providers == idle.providers):
             print(f"{p.providers:>9} {p.clients:>7} {p.rps:>8.0f} {p.p50_ms:>8.2f} "
-                  f"{p.p99_ms:>8.2f} {p.errors:>6} {p.cpu_ms:>14.3f} {p.rss / mib:>10.1f}")
+                  f"{p.p99_ms:>8.2f} {p.errors:>6} {p.cpu_ms:>14.3f} {p.rss / mib:>10.1f} "
+                  f"{p.busy * 100:>5.0f} %")
 
 
 def _growth(name: str, values: dict[int, float], unit: str) -> tuple[str, float]:
