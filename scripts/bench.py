@@ -24,9 +24,10 @@ what limits it; the curve part (:mod:`bench_curve`) measures the gateway's CPU p
 with 3, 14 and 100 echo providers behind it at 1, 64, 512 and 2,048 clients (``--quick``: not
 2,048), with the verdict whether that grows at most linearly in providers.
 
-A full run takes about eight minutes on 2 cores (the gateway part four, streams and curve about
-two each); ``--quick`` (1 s measurements, two strategies, a 10 s idle window, 1,000 streams)
-about two, ``--quick --only gateway`` under one.
+A full run takes about eleven minutes on the 2 shared cores (the gateway part four, streams
+about two and a half, curve three and a half: starting 100 echo providers alone takes 20-50 s);
+``--quick`` (1 s measurements, two strategies, a 10 s idle window, 1,000 streams, no 2,048
+clients) about three and a half, ``--quick --only gateway`` under one.
 """
 
 from __future__ import annotations
