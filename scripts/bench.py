@@ -18,14 +18,23 @@ as subprocesses on free ports, then measures with ``wrk`` (Debian: ``apt-get ins
 The supervisor part (:mod:`bench_supervisor`) measures the echo provider's bare start,
 ``unigw up`` on 14 of them, kill → ready and the idle supervisor's CPU, each next to its target.
 
-A full run takes about four minutes on 2 cores; ``--quick`` (1 s measurements, two strategies,
-a 10 s idle window) under one.
+The streams part (:mod:`bench_streams`) holds 10,000 slow streams open through one gateway at once
+(``--quick``: 1,000; ``--streams N`` asks for N) and reports failures, memory per open stream and
+what limits it; the curve part (:mod:`bench_curve`) measures the gateway's CPU per call and memory
+with 3, 14 and 100 echo providers behind it at 1, 64, 512 and 2,048 clients (``--quick``: not
+2,048), with the verdict whether that grows at most linearly in providers.
+
+A full run takes about eleven minutes on the 2 shared cores (the gateway part four, streams
+about two and a half, curve three and a half: starting 100 echo providers alone takes 20-50 s);
+``--quick`` (1 s measurements, two strategies, a 10 s idle window, 1,000 streams, no 2,048
+clients) about three and a half, ``--quick --only gateway`` under one.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -45,6 +54,8 @@ import psutil
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import bench_curve  # noqa: E402
+import bench_streams  # noqa: E402
 import bench_supervisor  # noqa: E402
 
 from gateway.strategies import STRATEGIES  # noqa: E402
@@ -128,13 +139,16 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * unit
 
 
-def wrk(url: str, clients: int, seconds: float, lua: Path) -> tuple[int, float, float, int]:
-    """(requests, p50 ms, p99 ms, errors) of one wrk run."""
-    argv = ["wrk", "-t1", f"-c{clients}", f"-d{round(seconds)}s", "--latency", "-s", str(lua), url]
+def wrk(url: str, clients: int, seconds: float, lua: Path,
+        timeout: float = 2.0) -> tuple[int, float, float, int]:
+    """(requests, p50 ms, p99 ms, errors) of one wrk run; a call slower than ``timeout``
+    seconds counts as an error (wrk's own default: 2 s)."""
+    argv = ["wrk", "-t1", f"-c{clients}", f"-d{round(seconds)}s", f"--timeout={timeout:g}s",
+            "--latency", "-s", str(lua), url]
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"^\s+50%\s+(\S+)$", out, re.M).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"^\s+99%\s+(\S+)$", out, re.M).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)\s*$", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)\s*$", out, re.M).group(1))  # type: ignore[union-attr]
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return requests, p50, p99, errors + (int(non2xx.group(1)) if non2xx else 0)
@@ -336,25 +350,41 @@ def main(argv: list[str] | None = None) -> int:
                         help="measure only the request log's cost (on vs off)")
     parser.add_argument("--quick", action="store_true",
                         help="everything, shorter (1 s measurements, 2 strategies): under a minute")
-    parser.add_argument("--only", choices=("gateway", "supervisor"), help="one part only")
+    parser.add_argument("--only", choices=("gateway", "supervisor", "streams", "curve"),
+                        help="one part only")
+    parser.add_argument("--streams", type=int,
+                        help="open streams in the streams part (default 10,000, --quick 1,000); "
+                        "asked for, they are run even past the gateway's file descriptor limit")
     parser.add_argument("--ttfb-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.ttfb_child:
         port, clients, seconds = args.ttfb_child
         ttfb_child(int(port), int(clients), float(seconds))
         return 0
-    if args.only != "supervisor" and shutil.which("wrk") is None:
+    if args.only in (None, "gateway", "curve") and shutil.which("wrk") is None:
         print("bench: wrk is not installed (Debian: apt-get install -y wrk)", file=sys.stderr)
         return 2
     seconds = 1 if args.quick else args.duration
     strategies = list(STRATEGIES)[:2] if args.quick else list(STRATEGIES)
     with tempfile.TemporaryDirectory(prefix="unigw-bench-") as folder:
-        if args.only != "supervisor":
+        if args.only in (None, "gateway"):
             run(seconds, Path(folder), strategies, (16,) if args.quick else (16, 1),
                 args.log_only)
-        if args.only != "gateway" and not args.log_only:
+        if args.log_only:
+            return 0
+        if args.only in (None, "supervisor"):
             plan = bench_supervisor.QUICK if args.quick else bench_supervisor.FULL
             bench_supervisor.run(Path(folder), plan)
+        if args.only in (None, "streams"):
+            streams = bench_streams.QUICK if args.quick else bench_streams.FULL
+            if args.streams is not None:
+                streams = dataclasses.replace(streams, streams=args.streams, capped=False)
+            bench_streams.run(Path(folder), streams)
+        if args.only in (None, "curve"):
+            lua = Path(folder) / "post.lua"
+            lua.write_text(LUA % BODY)
+            bench_curve.run(Path(folder), bench_curve.QUICK if args.quick else bench_curve.FULL,
+                            wrk, lua)
     return 0
 
 
