@@ -21,13 +21,14 @@ The supervisor part (:mod:`bench_supervisor`) measures the echo provider's bare 
 The streams part (:mod:`bench_streams`) holds 10,000 slow streams open through one gateway at once
 (``--quick``: 1,000; ``--streams N`` asks for N) and reports failures, memory per open stream and
 what limits it; the curve part (:mod:`bench_curve`) measures the gateway's CPU per call and memory
-with 3, 14 and 100 echo providers behind it at 1, 64, 512 and 2,048 clients (``--quick``: not
-2,048), with the verdict whether that grows at most linearly in providers.
+with 3, 14 and 100 echo providers behind it at 1, 64, 512 and 2,048 clients (``--quick``: 3
+and 14 providers at 1 and 64 clients), with the verdict whether that grows at most linearly in
+providers.
 
 A full run takes about eleven minutes on the 2 shared cores (the gateway part four, streams
 about two and a half, curve three and a half: starting 100 echo providers alone takes 20-50 s);
-``--quick`` (1 s measurements, two strategies, a 10 s idle window, 1,000 streams, no 2,048
-clients) about three and a half, ``--quick --only gateway`` under one.
+``--quick`` (1 s measurements, two strategies, a 10 s idle window, 1,000 streams, the curve at
+3 and 14 providers and 1 and 64 clients) about two, ``--quick --only gateway`` under one.
 """
 
 from __future__ import annotations
@@ -349,7 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-only", action="store_true",
                         help="measure only the request log's cost (on vs off)")
     parser.add_argument("--quick", action="store_true",
-                        help="everything, shorter (1 s measurements, 2 strategies): under a minute")
+                        help="everything, shorter (1 s measurements, 2 strategies, 1,000 "
+                        "streams, a small curve): about two minutes; --only gateway under one")
     parser.add_argument("--only", choices=("gateway", "supervisor", "streams", "curve"),
                         help="one part only")
     parser.add_argument("--streams", type=int,

@@ -51,7 +51,7 @@ class CurvePlan:
 
 
 FULL = CurvePlan((3, 14, 100), (1, 64, 512, 2048), seconds=3.0, idle_seconds=4.0)
-QUICK = CurvePlan((3, 14, 100), (1, 64, 512), seconds=1.0, idle_seconds=2.0)
+QUICK = CurvePlan((3, 14), (1, 64), seconds=1.0, idle_seconds=2.0)  # the developer loop
 
 
 @dataclass(frozen=True)
