@@ -208,7 +208,9 @@ export class ProviderTable {
 
   render({ tr, detail, row }) {
     const f = (field) => tr.querySelector(`[data-field="${field}"]`);
-    setText(f("name").querySelector(".pdesc"), row.runtime ? row.runtime : "");
+    // a remote provider shows where it is; a unigw node, its provider that answered last
+    const where = row.url || row.runtime || "";
+    setText(f("name").querySelector(".pdesc"), row.inner ? `${where} → ${row.inner}` : where);
     f("name").title = row.description || "";
     setText(f("port"), count(row.port));
     const badge = f("state").querySelector(".badge");

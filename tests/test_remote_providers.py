@@ -15,6 +15,7 @@ import openai
 import psutil
 import pytest
 import yaml
+from playwright.sync_api import expect
 from support.echo import EchoProc, free_port, start_echo
 from support.supervisor import FAST, echo
 
@@ -151,7 +152,7 @@ def test_a_remote_provider_mixes_with_local_ones_and_follows_its_probes(
 
 
 def test_an_edge_unigw_routes_to_a_node_unigw_names_both_and_fails_over(
-        tmp_path: Path, started: list[Instance | EchoProc]) -> None:
+        tmp_path: Path, started: list[Instance | EchoProc], browser: Any) -> None:
     node = Instance(tmp_path / "node", [
         echo("ZtoApi", free_port(), "--models", "m-node,m-both"),
         echo("Qwen", free_port(), "--models", "m-node,m-both"),
@@ -184,6 +185,13 @@ def test_an_edge_unigw_routes_to_a_node_unigw_names_both_and_fails_over(
     for name in ("Qwen", "ZtoApi", "Qwen"):  # a pin passes through the edge to the node
         assert chat(edge, "m-both", pin=f"node-2/{name}") == f"node-2/{name}"
     assert edge.rows()["node-2"]["inner"] == "Qwen"
+    page = browser.new_page()
+    try:  # the dashboard names the node's address and the provider behind it that answered
+        page.goto(edge.url + "/")
+        desc = page.locator('tr[data-name="node-2"] [data-field="name"] .pdesc')
+        expect(desc).to_have_text(f"{node.url} → Qwen", timeout=20_000)
+    finally:
+        page.close()
     with edge.client().chat.completions.with_streaming_response.create(
             model="m-both", stream=True, messages=[{"role": "user", "content": "hi"}],
             extra_headers={"X-Unigw-Provider": "node-2/ZtoApi"}) as raw:
