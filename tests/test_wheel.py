@@ -66,7 +66,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
     run(sys.executable, "-m", "venv", venv)  # no system site packages
     found = Installed(wheel, venv)
     started = time.monotonic()
-    run(found.bin("python"), "-m", "pip", "install", wheel)  # dependencies from the registry
+    # dependencies from the registry; with no PYTHONPATH, which would show pip the checkout's
+    # own metadata as "unigw already installed" and skip the wheel
+    run(found.bin("python"), "-m", "pip", "install", wheel, env=_clean_env())
     print(f"pip install of the wheel and its dependencies: {time.monotonic() - started:.1f}s")
     return found
 
