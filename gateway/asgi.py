@@ -36,6 +36,7 @@ JSON = b"application/json"
 SSE = b"text/event-stream"
 PIN_HEADER = b"x-unigw-provider"
 KEY_HEADERS = (b"authorization", b"x-api-key", b"x-goog-api-key")
+WATCH_AFTER_S = 0.25  # into a call, when its client begins to be watched (see _Watch)
 
 
 # -- the request ---------------------------------------------------------------------------------
@@ -143,26 +144,49 @@ async def send_error(send: Send, exc: GatewayError, envelope: Envelope = OPENAI)
 class _Watch:
     """``async with _Watch(receive)``: the current task is cancelled when the client
     disconnects, and that cancellation (only that one) ends the block quietly, with ``gone``
-    set. :meth:`stop` ends the watch early (a disconnect no longer matters)."""
+    set. :meth:`stop` ends the watch early (a disconnect no longer matters).
+
+    The watch begins :data:`WATCH_AFTER_S` into the block: a task reading ``receive`` for each
+    call, created and cancelled, was a tenth of the gateway's CPU per call in front of the
+    echo provider (``scripts/bench.py``; PROFILE.md), and nearly every call is over before
+    then. A client that leaves is noticed that much later at most; a real provider takes
+    seconds, and its call is watched for all of them but the first.
+    """
 
     def __init__(self, receive: Receive) -> None:
         self.receive = receive
-        self.gone = asyncio.Event()
+        self.gone = False
+        self.watcher: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> _Watch:
         task = asyncio.current_task()
         assert task is not None
         self.task = task
-        self.watcher = asyncio.ensure_future(_watch_disconnect(self.receive, task, self.gone))
+        self.timer: asyncio.TimerHandle | None = task.get_loop().call_later(
+            WATCH_AFTER_S, self._begin)
         return self
 
+    def _begin(self) -> None:
+        self.timer = None
+        self.watcher = asyncio.ensure_future(self._watch())
+
+    async def _watch(self) -> None:
+        while (await self.receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        self.task.cancel()
+
     def stop(self) -> None:
-        self.watcher.cancel()
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.watcher is not None:
+            self.watcher.cancel()
 
     async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                         tb: object) -> bool:
-        self.watcher.cancel()
-        if kind is not asyncio.CancelledError or not self.gone.is_set():
+        self.stop()
+        if kind is not asyncio.CancelledError or not self.gone:
             return False
         uncancel = getattr(self.task, "uncancel", None)  # Python 3.11+ counts cancellations
         if uncancel is not None:
@@ -194,10 +218,3 @@ async def pass_through(receive: Receive, send: Send, status: int, head: list[tup
             await send({"type": "http.response.body", "body": data, "more_body": True})
         watch.stop()  # from here a disconnect no longer matters
         await send({"type": "http.response.body", "body": b""})
-
-
-async def _watch_disconnect(receive: Receive, task: asyncio.Task[Any], gone: asyncio.Event) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    gone.set()
-    task.cancel()

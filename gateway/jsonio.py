@@ -37,8 +37,8 @@ class InvalidJSON(ValueError):
 
 def parse(raw: bytes) -> Any:
     """``raw`` as JSON, or :class:`InvalidJSON` (see the module docstring)."""
-    try:
-        value = json.loads(raw, parse_constant=_no_constant)
+    try:  # json.loads(raw, parse_constant=...) as it does it, without a new decoder per call
+        value = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
     except RecursionError:
         raise InvalidJSON(f"the request body is nested too deeply (at most {MAX_DEPTH} "
                           "levels)") from None
@@ -61,6 +61,9 @@ def dumps(value: Any) -> bytes:
 
 def _no_constant(name: str) -> None:
     raise InvalidJSON(f"the request body is not valid JSON: {name} is not a JSON value")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
 
 
 def _check_tree(root: Any) -> None:

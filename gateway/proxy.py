@@ -315,9 +315,16 @@ def _close(response: UpstreamResponse | None) -> None:
 
 def _encode(job: Job, backend: Backend, model: str) -> bytes:
     """Request head and body; the body is re-encoded only if model or stream must change.
-    A pin through a unigw node (``node-2/ZtoApi``) is passed on to it (``ZtoApi``)."""
+
+    A body without ``stream`` (most non-streaming calls) gets it spliced in before its closing
+    brace rather than re-encoded whole (a ``json.dumps`` was 4% of the gateway's CPU per call).
+    A pin through a unigw node (``node-2/ZtoApi``) is passed on to it (``ZtoApi``).
+    """
     body, raw = job.body, job.raw
-    if raw is None or body.get("model") != model or body.get("stream") is not job.stream:
+    if raw is not None and body.get("model") == model and "stream" not in body:
+        raw = _with_stream(raw, job.stream)
+    if raw is None or body.get("model") != model or body.get("stream", job.stream) is not (
+            job.stream):
         raw = json.dumps({**body, "model": model, "stream": job.stream},
                          separators=(",", ":"), ensure_ascii=False).encode()
     return b"%b%d\r\n\r\n%b" % (backend.head("POST", job.path, job.plan.inner), len(raw), raw)
@@ -330,6 +337,15 @@ def _inner(backend: Backend, response: UpstreamResponse) -> str | None:
         return None
     inner = backend.stats.last_inner = name.decode("latin-1")
     return inner
+
+
+def _with_stream(raw: bytes, stream: bool) -> bytes | None:
+    """``raw`` (a JSON object with members, and no ``stream``) with ``"stream"`` added, or None
+    if it is not plain UTF-8 ``{...}`` (a UTF-16 body, say: then it is re-encoded)."""
+    text = raw.strip()
+    if text[:1] != b"{" or text[-1:] != b"}":
+        return None
+    return text[:-1] + (b',"stream":true}' if stream else b',"stream":false}')
 
 
 def _data_lines(data: bytes) -> list[bytes]:

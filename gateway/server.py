@@ -15,6 +15,12 @@ away: a client that pipelines a second request and closes left the first one's a
 written to a closed transport, and uvicorn logged "Exception in ASGI application" for it.
 :class:`GuardedHttpTools` marks the request being answered too, so the gateway sees the
 disconnect (and cancels the provider attempt) and writes nothing.
+
+uvicorn writes a response's status line and headers as soon as the app sends
+``http.response.start``, and its body with the next message: two ``write`` system calls for a
+whole answer, the most expensive single steps of a proxied call (PROFILE.md). Each request's
+writes go through a :class:`HeadWithBody`, which holds the head until the body's first write
+and sends the two together (or, if the body is slow to come, at the loop's next turn).
 """
 
 from __future__ import annotations
@@ -66,6 +72,8 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         self._answering = cycle  # one at a time: a pipelined request starts after the last
+        if cycle.scope["method"] != "HEAD":  # a HEAD answer has no body write to wait for
+            cycle.transport = HeadWithBody(self.transport, self.loop)  # type: ignore[assignment]
         super()._start_asgi_task(cycle, app)
 
     def on_message_begin(self) -> None:
@@ -75,6 +83,55 @@ class GuardedHttpTools(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._disarm()
         super().on_message_complete()
+
+
+class HeadWithBody:
+    """One request's view of its connection's transport: the response head is held until the
+    body's first write and written with it, in one system call (see the module docstring).
+
+    A head whose body does not follow at once (a stream waiting for its first event) goes out
+    at the event loop's next turn; ``close`` sends a held head first. uvicorn's
+    ``100 Continue`` is never held: the client waits for it before sending its body.
+    """
+
+    __slots__ = ("_transport", "_loop", "_head", "_flush", "_started")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._head: bytes | None = None
+        self._flush: asyncio.Handle | None = None
+        self._started = False
+
+    def write(self, data: bytes) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            if self._flush is not None:
+                self._flush.cancel()
+            self._transport.write(head + data)
+        elif self._started or data.startswith(b"HTTP/1.1 100 "):
+            self._transport.write(data)
+        else:  # the response head: uvicorn's first write of a request but a 100 Continue
+            self._started = True
+            self._head = data
+            self._flush = self._loop.call_soon(self.send_head)
+
+    def send_head(self) -> None:
+        """Write the held head, if any (the body did not follow within the loop's turn)."""
+        head, self._head = self._head, None
+        if head is not None and not self._transport.is_closing():
+            self._transport.write(head)
+
+    def close(self) -> None:
+        self.send_head()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:  # anything else uvicorn may ask of a transport
+        return getattr(self._transport, name)
 
 
 def server_config(app: Any, config: Config) -> uvicorn.Config:
