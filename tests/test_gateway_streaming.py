@@ -25,7 +25,10 @@ def test_chunks_arrive_spread_over_the_providers_pacing(tmp_path: Path) -> None:
                 arrivals.append((time.monotonic(), chunk.choices[0].delta.content))
         assert "".join(text for _, text in arrivals) == WORDS
         gaps = [b[0] - a[0] for a, b in zip(arrivals, arrivals[1:], strict=False)]
-        assert len(gaps) == 5 and min(gaps) >= 0.1  # each word when the provider sent it
+        # each word when the provider sent it (0.15 s apart), not all at the end; a busy
+        # machine may hand two over together, so only most gaps and the whole spread count
+        assert len(gaps) == 5 and sum(gap >= 0.05 for gap in gaps) >= 3, gaps
+        assert arrivals[-1][0] - arrivals[0][0] >= 0.3, gaps
 
 
 def test_a_provider_crashing_mid_stream_ends_with_an_error_event_and_no_done(
