@@ -159,6 +159,15 @@ def test_missing_secret_is_recorded_not_fatal(tmp_path: Path) -> None:
             "gateway:\n  hold_max_bytes: 0\n",
             "providers.yaml: gateway: hold_max_bytes: must be at least 1, got 0",
         ),
+        ("gateway:\n  retries: -1\n", "providers.yaml: gateway: retries: must be 0 or more, got -1"),
+        (
+            "gateway:\n  request_timeout: 0\n",
+            "providers.yaml: gateway: request_timeout: must be more than 0, got 0",
+        ),
+        (
+            "gateway:\n  max_clients: 0\n",
+            "providers.yaml: gateway: max_clients: must be at least 1, got 0",
+        ),
         (
             provider(error_patterns=["ok", "/([a-z/"]),
             "providers.yaml: providers[0] (p1): error_patterns: item 1: '/([a-z/' is not a valid",

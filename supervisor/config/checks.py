@@ -4,6 +4,7 @@ references between sections. Each problem names the file, the provider and the f
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,16 @@ def check_provider(p: dict[str, Any], where: str, problems: list[str]) -> None:
         bad("cwd", f"must be a folder inside the clone, got {str(cwd)!r}")
 
 
+#: The gateway's numeric fields with a bound: the field, its test, and what it must be.
+_GATEWAY_BOUNDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("retries", lambda v: v >= 0, "0 or more"),
+    ("request_timeout", lambda v: v > 0, "more than 0"),
+    ("max_clients", lambda v: v >= 1, "at least 1"),
+    ("first_content_timeout", lambda v: v > 0, "more than 0 seconds"),
+    ("hold_max_bytes", lambda v: v >= 1, "at least 1"),
+)
+
+
 def check_gateway(
     gw: dict[str, Any], providers: list[dict[str, Any]], where: str, problems: list[str]
 ) -> None:
@@ -75,18 +86,9 @@ def check_gateway(
             f"{where}: unknown_model: must be one of {', '.join(UNKNOWN_MODEL_POLICIES)}, "
             f"got {unknown_model!r}"
         )
-    if gw.get("retries", 0) < 0:
-        problems.append(f"{where}: retries: must be 0 or more, got {gw['retries']}")
-    if gw.get("request_timeout", 30.0) <= 0:
-        problems.append(f"{where}: request_timeout: must be more than 0, got "
-                        f"{gw['request_timeout']}")
-    if gw.get("max_clients", 1) < 1:
-        problems.append(f"{where}: max_clients: must be at least 1, got {gw['max_clients']}")
-    if gw.get("first_content_timeout", 1) <= 0:
-        problems.append(f"{where}: first_content_timeout: must be more than 0 seconds, "
-                        f"got {gw['first_content_timeout']}")
-    if gw.get("hold_max_bytes", 1) < 1:
-        problems.append(f"{where}: hold_max_bytes: must be at least 1, got {gw['hold_max_bytes']}")
+    for field, ok, want in _GATEWAY_BOUNDS:
+        if field in gw and not ok(gw[field]):
+            problems.append(f"{where}: {field}: must be {want}, got {gw[field]}")
     names = {p.get("name") for p in providers} | {p["group"] for p in providers if p.get("group")}
     for model, prefs in gw.get("routes", {}).items():
         for name in prefs:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -48,43 +48,50 @@ def _coerce(value: Any, tp: Any) -> tuple[Any, str | None]:
             return None, None
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0])
-    if tp is bool:
-        return (
-            (value, None)
-            if isinstance(value, bool)
-            else (None, f"must be true or false, got {show(value)}")
-        )
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value, None
-        return None, f"must be an integer, got {show(value)}"
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value), None
-        return None, f"must be a number, got {show(value)}"
-    if tp is str:
-        return (
-            (value, None)
-            if isinstance(value, str)
-            else (None, f"must be a string, got {show(value)}")
-        )
+    scalar = _SCALARS.get(tp)
+    if scalar is not None:
+        accepts, convert, want = scalar
+        if accepts(value):
+            return convert(value), None
+        return None, f"must be {want}, got {show(value)}"
     if origin is tuple:
         return _coerce_tuple(value, args)
     if origin is frozenset:
         return frozenset(value), None
     if origin is Mapping or origin is dict:
-        if not isinstance(value, dict):
-            return None, f"must be a mapping, got {show(value)}"
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                return None, f"keys must be strings, got {show(k)}"
-            cv, err = _coerce(v, args[1])
-            if err:
-                return None, f"{k}: {err}"
-            out[k] = cv
-        return out, None
+        return _coerce_mapping(value, args[1])
     raise TypeError(f"unsupported annotation {tp!r}")  # a programming error, not a config one
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+#: The scalar field types: what a YAML value must be, how it is converted, and its name.
+_SCALARS: dict[Any, tuple[Callable[[Any], bool], Callable[[Any], Any], str]] = {
+    bool: (lambda v: isinstance(v, bool), _same, "true or false"),
+    int: (lambda v: isinstance(v, int) and not isinstance(v, bool), _same, "an integer"),
+    float: (_is_number, float, "a number"),
+    str: (lambda v: isinstance(v, str), _same, "a string"),
+}
+
+
+def _coerce_mapping(value: Any, elem: Any) -> tuple[Any, str | None]:
+    if not isinstance(value, dict):
+        return None, f"must be a mapping, got {show(value)}"
+    out = {}
+    for k, v in value.items():
+        if not isinstance(k, str):
+            return None, f"keys must be strings, got {show(k)}"
+        cv, err = _coerce(v, elem)
+        if err:
+            return None, f"{k}: {err}"
+        out[k] = cv
+    return out, None
 
 
 def _coerce_tuple(value: Any, args: tuple[Any, ...]) -> tuple[Any, str | None]:
