@@ -80,8 +80,8 @@ def _coerce(value: Any, tp: Any) -> tuple[Any, str | None]:
             if not isinstance(k, str):
                 return None, f"keys must be strings, got {show(k)}"
             cv, err = _coerce(v, args[1])
-            if err:
-                return None, f"{k}: {err}"
+            if err:  # (quoted: a key such as ".local/..." must not read as a sub-field)
+                return None, f"{k!r}: {err}"
             out[k] = cv
         return out, None
     raise TypeError(f"unsupported annotation {tp!r}")  # a programming error, not a config one
