@@ -68,6 +68,7 @@ def test_shipped_file_names_secrets_only_as_references(monkeypatch: pytest.Monke
         "qwenchat2api": ("QWENCHAT2API_TOKENS", "QWENCHAT2API_SSXMOD_ITNA"),
         "k2think2api3": ("K2THINK_VALID_API_KEY", "K2THINK_TOKENS_FILE"),
         "grok2api": ("GROK_SSO",),
+        "Copilot-Proxy": ("COPILOT_GITHUB_TOKEN",),  # written into its private HOME (files:)
     }
 
 

@@ -57,6 +57,11 @@ def check_provider(p: dict[str, Any], where: str, problems: list[str]) -> None:
     cwd = Path(p.get("cwd", "."))
     if cwd.is_absolute() or ".." in cwd.parts:
         bad("cwd", f"must be a folder inside the clone, got {str(cwd)!r}")
+    for path in p.get("files", {}):
+        parts = Path(path).parts
+        if not parts or Path(path).is_absolute() or ".." in parts or "\0" in path:
+            bad("files", f"{path!r}: must be a file path inside the provider's private home "
+                "(relative, no '..'), such as .local/share/copilot-api/github_token")
 
 
 #: The gateway's numeric fields with a bound: the field, its test, and what it must be.

@@ -13,9 +13,9 @@ Each item of an ``instances`` list may give:
 
 ``env``      variables merged over the provider's ``env`` (``${NAME}`` references allowed)
 ``key``      the key the gateway sends to this instance, instead of the provider's ``key``
-``secrets``  ``{VAR: DOTENV_NAME}``: every ``${VAR}`` of the provider's ``env``, ``key`` and
-             ``start`` is read from ``DOTENV_NAME`` for this instance (three accounts, three
-             ``.env`` names: ``secrets: {QWEN_TOKEN: QWEN_TOKEN_2}``)
+``secrets``  ``{VAR: DOTENV_NAME}``: every ``${VAR}`` of the provider's ``env``, ``key``,
+             ``start`` and ``files`` is read from ``DOTENV_NAME`` for this instance (three
+             accounts, three ``.env`` names: ``secrets: {QWEN_TOKEN: QWEN_TOKEN_2}``)
 """
 
 from __future__ import annotations
@@ -150,9 +150,10 @@ def _renamed(raw: dict[str, Any], renames: dict[str, str]) -> dict[str, Any]:
     if not renames:
         return raw
     out = dict(raw)
-    if isinstance(raw.get("env"), dict):
-        out["env"] = {k: rename_refs(v, renames) if isinstance(v, str) else v
-                      for k, v in raw["env"].items()}
+    for field in ("env", "files"):
+        if isinstance(raw.get(field), dict):
+            out[field] = {k: rename_refs(v, renames) if isinstance(v, str) else v
+                          for k, v in raw[field].items()}
     if isinstance(raw.get("key"), str):
         out["key"] = rename_refs(raw["key"], renames)
     if isinstance(raw.get("start"), list):

@@ -158,19 +158,8 @@ def _provider(
     raw = dict(item)
     missing: list[str] = []
     names: list[str] = []
-    secret_env: set[str] = set()
-    if isinstance(raw.get("env"), dict):
-        resolved: dict[Any, Any] = {}
-        for k, v in raw["env"].items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                v = str(v)
-            if isinstance(v, str):
-                v, refs, miss = expand_tracked(v, env)
-                secret_env.update([str(k)] if refs else [])
-                missing += miss
-                names += refs
-            resolved[k] = v
-        raw["env"] = resolved
+    secret_env = _resolve_values(raw, "env", env, missing, names)
+    secret_files = _resolve_values(raw, "files", env, missing, names)
     key_is_secret = False
     if isinstance(raw.get("key"), str):
         raw["key"], refs, miss = expand_tracked(raw["key"], env)
@@ -193,10 +182,32 @@ def _provider(
     fields["group"] = group
     check_provider(fields, where, problems)
     fields.update(
-        secret_env=frozenset(secret_env),
+        secret_env=secret_env,
         secret_args=frozenset(secret_args),
+        secret_files=secret_files,
         key_is_secret=key_is_secret,
         missing_secrets=tuple(dict.fromkeys(missing)),
         secret_names=tuple(dict.fromkeys(names)),
     )
     return fields
+
+
+def _resolve_values(raw: dict[str, Any], field: str, env: Mapping[str, str], missing: list[str],
+                    names: list[str]) -> frozenset[str]:
+    """Resolve the ``${NAME}`` references in the values of mapping ``raw[field]`` (``env``,
+    ``files``; a number becomes its text) in place; return the keys whose value had one."""
+    if not isinstance(raw.get(field), dict):
+        return frozenset()  # missing, or the type check names it
+    resolved: dict[Any, Any] = {}
+    secret: set[str] = set()
+    for k, v in raw[field].items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = str(v)
+        if isinstance(v, str):
+            v, refs, miss = expand_tracked(v, env)
+            secret.update([str(k)] if refs else [])
+            missing += miss
+            names += refs
+        resolved[k] = v
+    raw[field] = resolved
+    return frozenset(secret)

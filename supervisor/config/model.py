@@ -115,9 +115,10 @@ class SupervisorConfig:
 class ProviderConfig:
     """One provider program: where it comes from, how it runs, how the gateway talks to it.
 
-    ``env``, ``key`` and ``start`` hold resolved values; ``secret_env`` (keys of ``env``),
-    ``secret_args`` (indices of ``start``) and ``key_is_secret`` mark the values that came from
-    the environment, which are redacted on display.
+    ``env``, ``key``, ``start`` and ``files`` hold resolved values; ``secret_env`` (keys of
+    ``env``), ``secret_args`` (indices of ``start``), ``secret_files`` (keys of ``files``) and
+    ``key_is_secret`` mark the values that came from the environment, which are redacted on
+    display and scrubbed from its log.
     """
 
     name: str
@@ -146,8 +147,12 @@ class ProviderConfig:
     # cloned or started (supervisor/config/remote.py); ``kind: unigw`` for another unigw
     url: str | None = None
     kind: str = "provider"
+    # files written into its private HOME before each start: path (relative to that home) →
+    # content, ``${NAME}`` references allowed; a provider with files runs with HOME there
+    files: Mapping[str, str] = field(default_factory=dict)
     secret_env: frozenset[str] = field(default=frozenset(), metadata=_DERIVED)
     secret_args: frozenset[int] = field(default=frozenset(), metadata=_DERIVED)
+    secret_files: frozenset[str] = field(default=frozenset(), metadata=_DERIVED)  # of files
     key_is_secret: bool = field(default=False, metadata=_DERIVED)
     missing_secrets: tuple[str, ...] = field(default=(), metadata=_DERIVED)
     secret_names: tuple[str, ...] = field(default=(), metadata=_DERIVED)  # every ${NAME} used
@@ -188,6 +193,7 @@ class ProviderConfig:
         """The resolved values that came from the environment, to scrub from any output."""
         values = [self.env[k] for k in self.secret_env if k in self.env]
         values += [self.start[i] for i in self.secret_args if i < len(self.start)]
+        values += [self.files[k] for k in self.secret_files if k in self.files]
         if self.key_is_secret and self.key:
             values.append(self.key)
         return tuple(sorted({v for v in values if len(v) >= 4}, key=len, reverse=True))
@@ -197,6 +203,14 @@ class ProviderConfig:
         return {
             k: REDACTED if k in self.secret_env or _SECRETISH.search(k) else v
             for k, v in self.env.items()
+        }
+
+    def shown_files(self) -> dict[str, str]:
+        """``files`` as it may be displayed: secret contents, and any file named like a secret
+        (``github_token``), as ***."""
+        return {
+            k: REDACTED if k in self.secret_files or _SECRETISH.search(k) else v
+            for k, v in self.files.items()
         }
 
     def shown_argv(self, argv: Sequence[str]) -> list[str]:
@@ -275,8 +289,9 @@ class Config:
             d["env"] = p.shown_env()
             d["key"] = REDACTED if p.key else None  # per-provider keys stay server-side
             d["start"] = p.shown_argv(p.start)
+            d["files"] = p.shown_files()
             d["ready_when"] = p.ready_when.shown()
-            for k in ("secret_env", "secret_args", "key_is_secret"):
+            for k in ("secret_env", "secret_args", "secret_files", "key_is_secret"):
                 d.pop(k)
             d["missing_secrets"] = list(p.missing_secrets)
             d["secret_names"] = list(p.secret_names)

@@ -27,7 +27,7 @@ REMOTE_RUNTIME = "remote"
 UNIGW_HEALTH = "/health"
 # what only a provider unigw runs has: with a url, each of these is a config error
 NOT_WITH_URL = ("port", "runtime", "start", "repo", "ref", "cwd", "install", "env", "python",
-                "toolchain")
+                "toolchain", "files")
 
 
 @dataclass(frozen=True)

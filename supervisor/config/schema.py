@@ -88,8 +88,8 @@ def _coerce_mapping(value: Any, elem: Any) -> tuple[Any, str | None]:
         if not isinstance(k, str):
             return None, f"keys must be strings, got {show(k)}"
         cv, err = _coerce(v, elem)
-        if err:
-            return None, f"{k}: {err}"
+        if err:  # (quoted: a key such as ".local/..." must not read as a sub-field)
+            return None, f"{k!r}: {err}"
         out[k] = cv
     return out, None
 

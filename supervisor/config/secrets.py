@@ -40,7 +40,7 @@ def store(dotenv: Path, name: str, value: str, secrets_dir: Path) -> Path | None
     if is_file_secret(name):
         secrets_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         written = secrets_dir / name
-        _write_private(written, value if value.endswith("\n") else value + "\n")
+        write_private(written, value if value.endswith("\n") else value + "\n")
         value = str(written)
     if not value or "\n" in value or "\r" in value:
         raise SecretError(f"{name}: the value must be one non-empty line"
@@ -48,7 +48,7 @@ def store(dotenv: Path, name: str, value: str, secrets_dir: Path) -> Path | None
                              " (a name ending in _FILE stores a multi-line file instead)"))
     lines = _other_lines(dotenv, name)
     lines.append(f"{name}={_quote(value)}")
-    _write_private(dotenv, "\n".join(lines) + "\n")
+    write_private(dotenv, "\n".join(lines) + "\n")
     return written
 
 
@@ -72,7 +72,7 @@ def _quote(value: str) -> str:
     return "'" + value + "'" if "'" not in value else '"' + value + '"'
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write ``path`` atomically, readable by its owner only from the first byte."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
     try:

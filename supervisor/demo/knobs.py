@@ -71,6 +71,9 @@ class EchoConfig:
     port: int = _opt(8000, int, "TCP port (PORT works too)")
     models: tuple[str, ...] = _opt(("echo-1", "echo-2"), _models, "comma-separated model ids")
     api_key: str | None = _opt(None, str, "require 'Authorization: Bearer KEY' on /v1/*")
+    key_file: str | None = _opt(None, str, "like --api-key, the key read at start from this "
+                                "file, a path relative to HOME (as copilot-api reads its token); "
+                                "exit(2) if it is missing or empty")
     latency: float = _opt(0.0, _seconds, "seconds before answering / before the first chunk")
     chunk_delay: float = _opt(0.0, _seconds, "seconds between stream chunks")
     error_rate: float = _opt(0.0, _fraction, "fraction of /v1/* requests answered 500")

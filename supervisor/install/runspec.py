@@ -12,6 +12,9 @@ the install steps and the start command are both expanded through it, so ``{pyth
   (``apis/NAME``), virtual environment and install (``ProviderConfig.home``).
 - For node, go and deno, ``argv[0]`` naming the tool (``go``, ``deno``, ``node``, ``npm``,
   ``npx``) is resolved through the toolchain, whose folder is also put first on ``PATH``.
+- A provider with ``files:`` runs with ``HOME`` (and the XDG folders) in its private home,
+  ``<state_dir>/homes/<name>`` (:mod:`supervisor.proc.private_home`); its install steps do not: npm,
+  pip and go keep their caches in the user's HOME.
 
 A child's environment is built, not inherited: :mod:`supervisor.proc.env` says from what.
 """
@@ -29,6 +32,7 @@ from supervisor.config import Config, ProviderConfig
 from supervisor.install.toolchains import Toolchain
 from supervisor.proc.env import ordinary_env
 from supervisor.proc.leftovers import marker_env
+from supervisor.proc.private_home import home_env
 
 TOOLS = ("go", "deno", "node", "npm", "npx")
 
@@ -46,6 +50,7 @@ class RunSpec:
     python: Path
     venv: Path | None
     toolchain: Toolchain | None
+    home: Path | None = None  # its private HOME while it runs (a provider with files:)
 
     @property
     def bin_dir(self) -> Path:
@@ -88,7 +93,8 @@ class RunSpec:
         return sibling if sibling.exists() else name
 
     def env(self, *, run: bool) -> dict[str, str]:
-        """The child's environment: ordinary variables + toolchain's + its port and env (run)."""
+        """The child's environment: ordinary variables + toolchain's + its port, private home
+        and env (run)."""
         env = ordinary_env(registries=not run or self.provider.runtime == "deno")
         if self.provider.local and self.provider.runtime == "python" and "PYTHONPATH" in os.environ:
             env["PYTHONPATH"] = os.environ["PYTHONPATH"]  # it runs where unigw runs
@@ -105,6 +111,8 @@ class RunSpec:
         if run:
             port = str(self.provider.port)
             env.update(PORT=port, SERVER_PORT=port, LISTEN_PORT=port)
+            if self.home is not None:
+                env.update(home_env(self.home))
             env.update(self.provider.env)
         env.update(marker_env(self.state_dir, self.provider.name))
         return env
@@ -128,4 +136,5 @@ def build(
         python = toolchain.executable
     else:
         python = Path(sys.executable)
-    return RunSpec(provider, state_dir, cwd, clone_dir, python, venv, toolchain)
+    home = state_dir / "homes" / provider.name if provider.files else None  # per instance
+    return RunSpec(provider, state_dir, cwd, clone_dir, python, venv, toolchain, home)

@@ -10,7 +10,8 @@ stop, changed ones restart and the others are not touched.
 
 State and output live under ``config.state_dir`` (``.unigw/``): ``logs/<name>.log`` (rotated),
 ``run/providers/<name>.json`` (pids, for leftovers), ``stamps/<home>.json`` (installs) and
-``venvs/<home>`` (``home``: an instance ``NAME#k`` shares ``NAME``'s). ``state_dir`` and
+``venvs/<home>`` (``home``: an instance ``NAME#k`` shares ``NAME``'s); a provider with
+``files:`` runs with its own HOME, ``homes/<name>`` (each instance its own). ``state_dir`` and
 ``apis_dir`` are fixed when the supervisor is made; every other ``supervisor:`` setting of a
 reloaded config applies to providers as they (re)start.
 """

@@ -29,7 +29,7 @@ from supervisor.lifecycle.backoff import RestartPolicy
 from supervisor.lifecycle.probe import Prober, ProbeResult
 from supervisor.lifecycle.states import RUNNING, Lifecycle
 from supervisor.lifecycle.watch import Watch, port_warnings
-from supervisor.proc import leftovers
+from supervisor.proc import leftovers, private_home
 from supervisor.proc.logs import ProviderLog, log_path
 from supervisor.proc.process import (
     Child,
@@ -55,7 +55,7 @@ class CannotRun(Exception):
 
 
 _CANNOT_RUN = (CannotRun, toolchains.ToolchainError, repos.RepoError, install.InstallError,
-               SpawnError)
+               SpawnError, private_home.HomeError)
 
 
 @dataclass
@@ -274,6 +274,11 @@ class ProviderRuntime(Lifecycle):
         await self._free_port()
         argv = spec.start_argv()
         self.log.forget_output()
+        if spec.home is not None:
+            written = await asyncio.to_thread(private_home.write_files, spec.home,
+                                            spec.provider.files)
+            self.log.note(f"HOME is {spec.home}"
+                          + (f"; wrote {', '.join(written)}" if written else ""))
         child = await spawn(argv, cwd=spec.cwd, env=spec.env(run=True), log=self.log)
         self.child = child
         await asyncio.to_thread(leftovers.record, self.shared.state_dir, self.name, child.pid,

@@ -6,4 +6,5 @@
     leftovers.py  children of an instance that died, found by marker and killed
     instance.py   the record of the running instance (pid, URL), written by run, read by the CLI
     env.py        what of unigw's environment a child may see
+    private_home.py  the HOME of a provider with files:, and its secret files written there
 """
