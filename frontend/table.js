@@ -220,8 +220,9 @@ export class ProviderTable {
     }
     const ready = members.filter((r) => r.state === "ready").length;
     const ports = members.map((r) => r.port).join(", ");
+    const s = members.length === 1 ? "" : "s"; // a count edited down to 1 reads right
     setText(tr.querySelector(".gsum"),
-      `${members.length} instances, ${ready} ready · ports ${ports}`);
+      `${members.length} instance${s}, ${ready} ready · port${s} ${ports}`);
     this.renderGroupButtons(tr, group, members);
     return tr;
   }
