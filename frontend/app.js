@@ -23,7 +23,7 @@ const history = new History();
 const charts = new Charts($("charts"));
 const logs = new Logs($("logs"));
 const chat = new Chat($("chat"), { onAnswered: (kind, text) => announce(text) });
-const table = new ProviderTable($("providers"), { onAction });
+const table = new ProviderTable($("providers"), { onAction, onGroupAction: controlGroup });
 const requests = new Requests($("requests-panel"));
 const strategySelect = $("strategy-select");
 
@@ -153,6 +153,38 @@ async function control(name, action) {
     announce(`${name}: ${action} failed: ${err.message}`);
   } finally {
     table.setPending(name, null);
+  }
+}
+
+/** A group line's button: the action on every instance of the provider, in one request. */
+async function controlGroup(group, action) {
+  table.setPending(group, action);
+  table.setOutcome(group, "busy", BUSY_TEXT[action]);
+  const started = performance.now();
+  try {
+    const data = await api.control(action, group);
+    epoch += 1;
+    const rows = (data && data.providers) || [];
+    rows.forEach((r) => r && r.name && table.merge(r));
+    const failed = action === "stop" ? [] : rows.filter((r) => r.state === "failed");
+    if (failed.length) {
+      const why = (failed[0].last_error || "it failed").split("\n")[0];
+      const names = failed.map((r) => r.name).join(", ");
+      table.setOutcome(group, "error", `${action} failed for ${names}: ${why}`);
+      announce(`${group}: ${action} failed for ${names}: ${why}`);
+      return;
+    }
+    const states = {};
+    for (const r of rows) states[r.state] = (states[r.state] || 0) + 1;
+    const parts = Object.entries(states).map(([state, n]) => `${n} ${state}`).join(", ");
+    const took = ms(performance.now() - started);
+    table.setOutcome(group, "ok", `${DONE_LABEL[action]} all: ${parts} (${took})`);
+    announce(`${group}: ${DONE_LABEL[action]} all instances: ${parts}`);
+  } catch (err) {
+    table.setOutcome(group, "error", `${action} failed: ${err.message}`);
+    announce(`${group}: ${action} failed: ${err.message}`);
+  } finally {
+    table.setPending(group, null);
   }
 }
 

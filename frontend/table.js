@@ -2,7 +2,8 @@
 // (so focus, an open model list and a button's progress survive), plus a detail row under it
 // that shows a failed provider's reason in full, why it does not serve, missing secrets and
 // warnings. The instances of a provider with `instances:` (rows whose `group` is set) come
-// under a line of that provider (its name, how many are ready, their ports), indented.
+// under a line of that provider (its name, how many are ready, their ports), indented; that
+// line's buttons act on every instance at once (POST /providers/{group}/restart).
 
 import { DASH, bytes, clock, count, duration, el, ms, setText } from "./format.js";
 import { secretForms } from "./secrets.js";
@@ -65,21 +66,39 @@ function buildRow(name) {
   return { tr, detail };
 }
 
-function buildActions(name) {
-  const td = cell("actions");
-  const group = el("div", { class: "actions", role: "group", "aria-label": `${name} controls` });
+// The start / stop / restart buttons of a row, or (`all`) of a group's line: "Restart qw#2",
+// "Restart all qw", so every button's accessible name is its own.
+function controlButtons(name, label, all = false) {
+  const group = el("div", { class: "actions", role: "group", "aria-label": label });
   for (const action of ACTIONS) {
     group.append(el("button", {
-      type: "button", "data-action": action, "data-testid": `${action}-button`,
-      "aria-label": `${LABEL[action]} ${name}`,
+      type: "button", "data-action": action, "data-testid": `${action}-${all ? "all-" : ""}button`,
+      "aria-label": `${LABEL[action]} ${all ? "all " : ""}${name}`,
     }, LABEL[action]));
   }
+  return group;
+}
+
+function buildActions(name) {
+  const td = cell("actions");
+  const group = controlButtons(name, `${name} controls`);
   group.append(el("button", {
     type: "button", "data-action": "logs", "data-testid": "logs-button", class: "quiet",
     "aria-label": `Show the log of ${name}`,
   }, "Logs"));
   td.append(group, el("div", { class: "outcome", "data-testid": "row-outcome" }));
   return td;
+}
+
+function buildGroupLine(group) {
+  const tr = el("tr", { class: "group", "data-testid": "provider-group", "data-group": group });
+  const th = el("th", { scope: "rowgroup", colspan: COLUMNS - 1 });
+  th.append(el("span", { class: "pname" }, group), el("span", { class: "gsum" }));
+  const td = cell("actions");
+  td.append(controlButtons(group, `${group}: every instance`, true),
+    el("div", { class: "outcome", "data-testid": "group-outcome" }));
+  tr.append(th, td);
+  return tr;
 }
 
 function healthText(row) {
@@ -137,15 +156,18 @@ function updateModels(td, models) {
 
 /** The table body of providers; `onAction(name, action)` is called when a button is pressed. */
 export class ProviderTable {
-  constructor(tbody, { onAction }) {
+  constructor(tbody, { onAction, onGroupAction }) {
     this.tbody = tbody;
     this.rows = new Map();
     this.groups = new Map(); // provider with instances → its line
-    this.pending = new Map();
+    this.pending = new Map(); // provider or group → the action under way
+    this.timers = new Map(); // row or group line → its outcome's clearing timer
     tbody.addEventListener("click", (event) => {
       const button = event.target.closest("button[data-action]");
-      const tr = button && button.closest("tr[data-name]");
-      if (tr && !unavailable(button)) onAction(tr.dataset.name, button.dataset.action, button);
+      if (!button || unavailable(button)) return;
+      const tr = button.closest("tr[data-name], tr[data-group]");
+      if (tr && tr.dataset.name) onAction(tr.dataset.name, button.dataset.action, button);
+      else if (tr) onGroupAction(tr.dataset.group, button.dataset.action, button);
     });
   }
 
@@ -193,17 +215,32 @@ export class ProviderTable {
   groupLine(group, members) {
     let tr = this.groups.get(group);
     if (!tr) {
-      tr = el("tr", { class: "group", "data-testid": "provider-group", "data-group": group });
-      const th = el("th", { scope: "rowgroup", colspan: COLUMNS });
-      th.append(el("span", { class: "pname" }, group), el("span", { class: "gsum" }));
-      tr.append(th);
+      tr = buildGroupLine(group);
       this.groups.set(group, tr);
     }
     const ready = members.filter((r) => r.state === "ready").length;
     const ports = members.map((r) => r.port).join(", ");
+    const s = members.length === 1 ? "" : "s"; // a count edited down to 1 reads right
     setText(tr.querySelector(".gsum"),
-      `${members.length} instances, ${ready} ready · ports ${ports}`);
+      `${members.length} instance${s}, ${ready} ready · port${s} ${ports}`);
+    this.renderGroupButtons(tr, group, members);
     return tr;
+  }
+
+  /** A group's buttons: each offered when it can do something for one of its instances. */
+  renderGroupButtons(tr, group, members) {
+    const busy = this.pending.get(group);
+    for (const button of tr.querySelectorAll("button[data-action]")) {
+      const action = button.dataset.action;
+      setAvailable(button, busy === undefined && members.some((r) => OFFERED[action](r.state)));
+      setText(button, busy === action ? BUSY_LABEL[action] : LABEL[action]);
+      button.setAttribute("aria-busy", busy === action ? "true" : "false");
+    }
+  }
+
+  /** The rows of a group's instances, as last shown. */
+  members(group) {
+    return [...this.rows.values()].map((e) => e.row).filter((r) => r && r.group === group);
   }
 
   render({ tr, detail, row }) {
@@ -261,23 +298,30 @@ export class ProviderTable {
     }), ...secretForms(row.name, missing, (text) => this.setOutcome(row.name, "ok", text)));
   }
 
-  /** Mark an action on one provider as under way (null: done); re-renders its buttons. */
+  /** Mark an action on one provider, or on a group and so each of its instances, as under
+   * way (null: done); re-renders their buttons. */
   setPending(name, action) {
     if (action) this.pending.set(name, action);
     else this.pending.delete(name);
     const entry = this.rows.get(name);
     if (entry) this.renderButtons(entry.tr, entry.row);
+    const line = this.groups.get(name);
+    if (!line) return;
+    const members = this.members(name);
+    members.forEach((r) => this.setPending(r.name, action));
+    this.renderGroupButtons(line, name, members);
   }
 
-  /** Show what an action did ("ok") or why it failed ("error") under the row's buttons. */
+  /** Show what an action did ("ok") or why it failed ("error") under the buttons of a row,
+   * or of a group's line. */
   setOutcome(name, kind, text) {
-    const entry = this.rows.get(name);
-    if (!entry) return;
-    const node = entry.tr.querySelector('[data-testid="row-outcome"]');
+    const tr = this.rows.has(name) ? this.rows.get(name).tr : this.groups.get(name);
+    if (!tr) return;
+    const node = tr.querySelector(".outcome");
     node.textContent = text;
     node.dataset.kind = kind;
-    clearTimeout(entry.outcomeTimer);
-    if (kind === "ok") entry.outcomeTimer = setTimeout(() => { node.textContent = ""; }, 10000);
+    clearTimeout(this.timers.get(tr));
+    if (kind === "ok") this.timers.set(tr, setTimeout(() => { node.textContent = ""; }, 10000));
   }
 
   /** Merge a row answered by a control route into what is shown, until the next poll. */
@@ -286,6 +330,9 @@ export class ProviderTable {
     if (!entry) return;
     entry.row = { ...entry.row, ...row };
     this.render(entry);
+    if (entry.row.group && this.groups.has(entry.row.group)) {
+      this.groupLine(entry.row.group, this.members(entry.row.group));
+    }
   }
 
   names() {

@@ -37,7 +37,7 @@ from gateway.errors import (
 )
 from gateway.rows import ProviderRow
 from gateway.strategies import STRATEGIES
-from supervisor.config import is_loopback
+from supervisor.config import ProviderConfig, is_loopback
 from supervisor.config.secrets import SecretError, store
 from supervisor.view import State
 
@@ -258,20 +258,24 @@ class Control:
         """``POST /providers/{name}/secret`` ``{"name", "value"}``: the dashboard's field for a
         missing secret. Stored like ``unigw secret set`` (``.env``, 0600); a running ``unigw
         up`` sees ``.env`` change and starts the providers that waited. The value is never
-        answered, logged or kept anywhere else."""
-        provider = self.gateway.config.provider(request.path_params["name"])
-        if provider is None:
-            raise NotFound(f"unknown provider {request.path_params['name']!r}",
-                           code="provider_not_found")
+        answered, logged or kept anywhere else.
+
+        For a provider with ``instances:``, ``name`` is any secret one of its instances reads:
+        the provider's own variable (every instance without a ``secrets:`` mapping for it reads
+        that one) or an instance's own ``.env`` name."""
+        asked = request.path_params["name"]
+        config = self.gateway.config
+        members = config.members(asked)
+        if not members:
+            raise NotFound(f"unknown provider {asked!r}", code="provider_not_found")
         raw = await read_body(headers_of(request.scope), request.receive, 1024 * 1024)
         body = parse_object(raw)
         name, value = body.get("name"), body.get("value")
-        if not isinstance(name, str) or name not in provider.secret_names:
-            raise BadRequest(f"'name' must be one of the secrets {provider.name} references: "
-                             f"{', '.join(provider.secret_names) or 'none'}")
+        referenced = list(dict.fromkeys(n for p in members for n in p.secret_names))
+        if not isinstance(name, str) or name not in referenced:
+            raise BadRequest(_not_referenced(asked, members, referenced))
         if not isinstance(value, str) or not value.strip():
             raise BadRequest("'value' must be a non-empty string")
-        config = self.gateway.config
         try:
             store(config.dotenv_path, name, value, config.secrets_dir)
         except SecretError as exc:
@@ -293,6 +297,17 @@ def _count(n: str, what: str, most: int) -> int:
     if not (n.isascii() and n.isdigit()):
         raise BadRequest(f"'n' must be a whole number of {what}", param="n")
     return min(int(n), most) if len(n) <= 9 else most
+
+
+def _not_referenced(asked: str, members: Sequence[ProviderConfig],
+                    referenced: Sequence[str]) -> str:
+    """Why a secret's name is refused for ``asked`` (a provider, or a group of instances)."""
+    names = ", ".join(referenced) or "none"
+    if len(members) == 1 and members[0].name == asked:
+        return f"'name' must be one of the secrets {asked} references: {names}"
+    return (f"'name' must be one of the secrets the instances of {asked} read: {names} (an "
+            "instance whose secrets: maps a variable reads it from its own .env name: store "
+            "that name)")
 
 
 def _group_json(group: str, rows: Sequence[ProviderRow]) -> dict[str, Any]:

@@ -114,3 +114,38 @@ def test_install_says_a_remote_provider_has_nothing_to_install(tmp_path: Path) -
     out = unigw(path, "install", "--plain")
     assert out.returncode == 0, (out.stdout, out.stderr)
     assert "node-2: remote, nothing to install (http://10.0.0.12:7999)" in out.stdout
+
+
+def test_check_shows_a_provider_with_instances_as_one_line_beside_remote_ones(
+        tmp_path: Path) -> None:
+    ports = [free_port() for _ in range(3)]
+    qw = {"name": "qw", "ports": ports, "runtime": "python", "key": "${QW_TOKEN}",
+          "start": ["{python}", "-m", "supervisor.demo.echo", "--api-key", "${QW_TOKEN}"],
+          "instances": [{}, {"secrets": {"QW_TOKEN": "QW_TOKEN_2"}}, {}]}
+    path = write(tmp_path, qw, {"name": "node-2", "url": "http://10.0.0.12:7999",
+                                "kind": "unigw", "key": "${NODE_KEY}"})
+    out = unigw(path, "check")
+    assert out.returncode == 1
+    qw_line, node_line = out.stdout.splitlines()  # one line each
+    assert qw_line.startswith(
+        f"qw: 3 instances (qw#1, qw#2, qw#3) on ports {', '.join(map(str, ports))}, python ")
+    assert node_line == ("node-2: another unigw at http://10.0.0.12:7999 (NOT this machine: "
+                         "calls and its key go over the network; not installed or started by "
+                         "unigw)")
+    said = [line.split(": ", 3)[2:] for line in out.stderr.splitlines()[:-1]]
+    assert [(who, msg.split(" (")[0]) for who, msg in said] == [
+        ("qw", "passes a secret on its command line"),  # once, for every instance
+        ("qw#1, qw#3", "missing secret QW_TOKEN"),
+        ("qw#2", "missing secret QW_TOKEN_2"),
+        ("node-2", "missing secret NODE_KEY")]
+    assert out.stderr.splitlines()[-1] == "unigw: 3 problem(s) found"
+
+
+def test_logs_of_a_remote_provider_says_there_is_no_local_log(tmp_path: Path) -> None:
+    path = write(tmp_path, {"name": "far", "url": "http://10.0.0.12:9001"},
+                 {"name": "node-2", "url": "http://10.0.0.13:7999", "kind": "unigw"})
+    far, node = unigw(path, "logs", "far"), unigw(path, "logs", "node-2", "-f")
+    assert (far.returncode, far.stdout, node.returncode, node.stdout) == (1, "", 1, "")
+    assert far.stderr == ("unigw: far runs at http://10.0.0.12:9001, not here: unigw has no "
+                          "log of it (read its output where it runs)\n")
+    assert "`unigw logs` there" in node.stderr

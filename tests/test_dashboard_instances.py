@@ -50,3 +50,42 @@ def test_instances_are_grouped_and_restarted_one_by_one(accounts: Accounts,
         page.close()
     after = accounts.pids()
     assert [after[n] == before[n] for n in (*QW, "solo")] == [True, False, True, True]
+
+
+def button_names(page: Any) -> list[str]:
+    """Every button's accessible name on the page (its aria-label, else its text)."""
+    return page.eval_on_selector_all("button", "bs => bs.map(b => (b.getAttribute("
+                                     "'aria-label') || b.textContent).trim())")
+
+
+def test_a_group_line_restarts_stops_and_starts_every_instance(accounts: Accounts,
+                                                              browser: Any) -> None:
+    before = accounts.pids()
+    page = browser.new_page()
+    try:
+        page.goto(accounts.url("/"))
+        line = page.locator('tr[data-testid="provider-group"][data-group="qw"]')
+        sync_api.expect(line).to_contain_text("3 instances, 3 ready", timeout=20_000)
+        names = button_names(page)
+        assert len(names) == len(set(names))  # each button's name is its own
+        assert {"Restart all qw", "Stop all qw", "Start all qw"} <= set(names)
+        outcome = line.locator('[data-testid="group-outcome"]')
+
+        page.get_by_role("button", name="Restart all qw", exact=True).click()
+        sync_api.expect(outcome).to_contain_text("restarted all: 3 ready", timeout=60_000)
+        restarted = accounts.pids()
+        assert [restarted[n] != before[n] for n in (*QW, "solo")] == [True, True, True, False]
+
+        page.get_by_role("button", name="Stop all qw", exact=True).click()
+        sync_api.expect(outcome).to_contain_text("stopped all: 3 stopped", timeout=60_000)
+        assert [row["state"] for row in accounts.rows().values()] == [
+            "stopped", "stopped", "stopped", "ready"]
+        stop = page.get_by_role("button", name="Stop all qw", exact=True)
+        sync_api.expect(stop).to_have_attribute("aria-disabled", "true")  # nothing to stop
+
+        page.get_by_role("button", name="Start all qw", exact=True).click()
+        sync_api.expect(outcome).to_contain_text("started all: 3 ready", timeout=60_000)
+        sync_api.expect(line).to_contain_text("3 instances, 3 ready")
+        assert accounts.ready()
+    finally:
+        page.close()

@@ -210,3 +210,34 @@ def test_an_edge_unigw_routes_to_a_node_unigw_names_both_and_fails_over(
     with pytest.raises(openai.APIStatusError) as info:
         chat(edge, "m-node")
     assert info.value.status_code == 503
+
+
+def test_an_edit_moves_a_running_provider_to_its_url_and_back(
+        tmp_path: Path, started: list[Instance | EchoProc]) -> None:
+    """providers.yaml edited while ``unigw up`` runs: the child stops, the calls go to the
+    url; edited back, a child runs again and the calls come home."""
+    outside = start_echo("--models", "m")
+    started.append(outside)
+    local = echo("p", free_port(), "--models", "m")
+    inst = Instance(tmp_path / "one", [local])
+    started.append(inst)
+    inst.up()
+    until(lambda: inst.state("p") == "ready", "p ready")
+    child = inst.rows()["p"]["pid"]
+    doc = yaml.safe_load(inst.path.read_text())
+
+    doc["providers"] = [{"name": "p", "url": outside.url, "models": ["m"], "health": "/health"}]
+    inst.path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    until(lambda: inst.rows()["p"]["runtime"] == "remote" and inst.state("p") == "ready",
+          "p remote and ready")
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == "zombie"
+    assert (inst.rows()["p"]["pid"], inst.rows()["p"]["url"]) == (None, outside.url)
+    assert chat(inst, "m") == "p" and chats_received(outside) == 1
+
+    doc["providers"] = [local]
+    inst.path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    until(lambda: inst.rows()["p"]["runtime"] == "python" and inst.state("p") == "ready",
+          "p local and ready again")
+    assert inst.rows()["p"]["pid"] not in (None, child)
+    assert chat(inst, "m") == "p" and chats_received(outside) == 1  # served here again
+    assert outside.proc.poll() is None

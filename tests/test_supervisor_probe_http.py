@@ -4,6 +4,7 @@ sent, the body when whole and small, and what counts as no answer."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from collections.abc import Awaitable, Callable
@@ -11,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from support.echo import free_port
 
 from supervisor.config import ProviderConfig, ReadyWhen
-from supervisor.lifecycle.probe import BODY_MAX, Prober, ProbeResult
+from supervisor.lifecycle.probe import BODY_MAX, Prober, ProbeResult, fetch
 from supervisor.proc.listens import _proc_net_listens, listening
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -112,6 +113,43 @@ def test_refused_silent_and_non_http_answers_are_not_alive() -> None:
     assert not result.alive and "not an HTTP answer" in result.describe()
     hangup, _ = answering(b"")
     assert probe(hangup).describe() == "connection closed before an answer"
+
+
+def test_a_probe_cancelled_at_any_moment_before_its_end_ends_cancelled() -> None:
+    """A cancel is never lost (Python 3.11's wait_for drops one that comes as its inner task
+    finishes, and the probe loop then outlives its stop): a probe is cancelled after 0, 1, 2,
+    ... turns of the event loop, until one turn count sees it over before the cancel."""
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):  # a cancelled probe
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+        writer.close()
+
+    async def main() -> tuple[list[int], int]:
+        port = free_port()
+        server = await asyncio.start_server(handle, "127.0.0.1", port)
+        lost = []
+        try:
+            for turns in range(1000):
+                task = asyncio.create_task(fetch(port, "/health", {}, 5.0))
+                for _ in range(turns):
+                    await asyncio.sleep(0)
+                if task.done():  # every moment of a probe before its end was tried
+                    assert task.result().status == 200
+                    return lost, turns
+                task.cancel()
+                try:
+                    await task
+                    lost.append(turns)  # it answered: the cancel was dropped
+                except asyncio.CancelledError:
+                    pass
+            return lost, -1
+        finally:
+            server.close()
+
+    lost, turns = asyncio.run(main())
+    assert turns > 0 and lost == []
 
 
 def test_listening_sockets_are_found_per_process_as_the_proc_tables_say() -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import psutil
+import pytest
+from support.echo import spawn_echoes
 from support.supervisor import (
     echo,
     free_port,
@@ -18,6 +21,8 @@ from support.supervisor import (
 from supervisor.lifecycle.manager import Supervisor
 from supervisor.proc.process import port_is_free
 from supervisor.view import State
+
+spawn = pytest.fixture(spawn_echoes, name="spawn")
 
 
 def _gone(pid: int) -> bool:
@@ -103,3 +108,69 @@ def _is_echo_on(p: psutil.Process, port: int) -> bool:
         return "supervisor.demo.echo" in cmd and str(port) in cmd and p.status() != "zombie"
     except psutil.Error:
         return False
+
+
+def test_reload_adds_and_removes_instances_and_leaves_the_others_running(tmp_path: Path) -> None:
+    ports = [free_port() for _ in range(3)]
+
+    def qw(count: int) -> dict[str, object]:
+        item = echo("qw", 0, instances=count, ports=ports[:count])
+        del item["port"]
+        return item
+
+    config = write_config(tmp_path, [qw(2)])
+
+    async def body(sup: Supervisor) -> None:
+        assert await sup.wait_settled(20)
+        before = {r.name: r.pid for r in sup.status()}
+        assert list(before) == ["qw#1", "qw#2"]
+        changes = await sup.reload(write_config(tmp_path, [qw(3)]))
+        assert changes == {"added": ["qw#3"], "removed": [], "changed": []}
+        assert await sup.wait_settled(20)
+        rows = {r.name: r for r in sup.status()}
+        assert [(n, r.state, r.group) for n, r in rows.items()] == [
+            (f"qw#{k}", State.READY, "qw") for k in (1, 2, 3)]
+        assert {n: rows[n].pid for n in before} == before  # #1 and #2 untouched
+        third = rows["qw#3"].pid
+        assert third is not None and rows["qw#3"].port == ports[2]
+
+        changes = await sup.reload(write_config(tmp_path, [qw(1)]))
+        assert changes == {"added": [], "removed": ["qw#2", "qw#3"], "changed": []}
+        assert [(r.name, r.pid) for r in sup.status()] == [("qw#1", before["qw#1"])]
+        assert _gone(before["qw#2"]) and _gone(third)
+        assert port_is_free(ports[1]) and port_is_free(ports[2])
+
+    run(config, body)
+
+
+def test_reload_turns_a_local_provider_remote_and_back(tmp_path: Path, spawn: Any) -> None:
+    outside = spawn("--models", "m-out")
+    port = free_port()
+    local = echo("p", port, "--models", "m-here")
+    remote = {"name": "p", "url": f"http://127.0.0.1:{outside.port}", "health": "/health",
+              "models": ["m-out"]}
+    config = write_config(tmp_path, [local])
+
+    async def body(sup: Supervisor) -> None:
+        assert await sup.wait_settled(20)
+        child = row(sup, "p").pid
+        assert child is not None
+        assert await sup.reload(write_config(tmp_path, [remote])) == {
+            "added": [], "removed": [], "changed": ["p"]}
+        assert _gone(child) and port_is_free(port)  # its child stopped
+        await until_state(sup, "p", "ready")  # probed where it runs
+        now = row(sup, "p")
+        assert (now.runtime, now.url, now.pid, now.probe_ok) == ("remote", remote["url"], None,
+                                                                True)
+        info = next(i for i in sup.providers() if i.name == "p")
+        assert info.base_url == remote["url"] and info.models == ("m-out",)
+
+        assert await sup.reload(write_config(tmp_path, [local])) == {
+            "added": [], "removed": [], "changed": ["p"]}
+        await until_state(sup, "p", "ready")
+        back = row(sup, "p")
+        assert back.runtime == "python" and back.url is None
+        assert back.pid is not None and back.pid != child and back.port == port
+        assert outside.proc.poll() is None  # the one something else runs is never touched
+
+    run(config, body)

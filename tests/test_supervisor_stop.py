@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from support.supervisor import (
 
 from supervisor.lifecycle.manager import Supervisor
 from supervisor.proc.leftovers import record
-from supervisor.proc.process import port_is_free
+from supervisor.proc.process import Child, close_pump, port_is_free
 from supervisor.view import State
 
 ESCAPE = """\
@@ -195,3 +196,21 @@ def test_next_up_kills_the_leftovers_of_a_crashed_supervisor(tmp_path: Path) -> 
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_a_stop_that_comes_while_a_pipe_drains_is_not_swallowed() -> None:
+    """The lifecycle task closes a crashed child's log pipe (up to 2 s while something still
+    holds it); a stop cancelling it then must end it, not leave it to restart the provider."""
+    async def main() -> tuple[bool, bool]:
+        held = asyncio.Event()
+        pump = asyncio.create_task(held.wait())  # a pipe that something keeps open
+        child = Child(proc=None, create_time=0.0, started=0.0, pump=pump)  # type: ignore[arg-type]
+        closing = asyncio.create_task(close_pump(child, timeout=30))
+        await asyncio.sleep(0)  # it waits for the pump now
+        closing.cancel()
+        done, _ = await asyncio.wait({closing}, timeout=5)
+        alive = not pump.done()  # left to the stop, which closes the pipe itself
+        pump.cancel()
+        return bool(done) and closing.cancelled(), alive
+
+    assert asyncio.run(main()) == (True, True)

@@ -2,13 +2,15 @@
 
 The config itself was validated when it loaded; this looks at the machine: secrets the
 environment (or .env) does not supply, toolchains, and ports that something else holds; a
-``url:`` provider is only shown, with whether its host is another machine. It
+``url:`` provider is only shown, with whether its host is another machine; a provider with
+``instances:`` is one line, and what is true of several of its instances is said once. It
 warns of a secret on a start command line (any local user can read it in ``ps``). When unigw
 runs, it also passes on the instance's warnings (a provider exposed on 0.0.0.0).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from supervisor.cli.client import ControlError, InstanceClient, NotRunning
@@ -35,23 +37,54 @@ def run(config: Config) -> Report:
     ours = instance.running(config.state_dir) is not None  # our own instance holds the ports
     if not ours and not port_is_free(config.gateway.port, config.gateway.host):
         report.problems.append(f"{label}: gateway: port: {port_holder(config.gateway.port)}")
-    for p in config.providers:
-        if not p.enabled:
-            report.lines.append(f"{p.name}: disabled")
-            continue
-        if p.remote:
-            report.lines.append(_remote_line(p))
-            report.problems += [f"{label}: {p.name}: {msg}" for msg in _secret_problems(p, config)]
-            continue
-        report.lines.append(f"{p.name}: port {p.port}, {toolchains.describe(p, config)}")
-        report.warnings += [f"{label}: {p.name}: {msg}" for msg in _argv_secrets(p)]
-        report.problems += [
-            f"{label}: {p.name}: {msg}" for msg in _provider_problems(p, config, ours)
-        ]
+    for unit in _units(config.providers):
+        _check(unit, config, ours, report)
     if ours:
         report.lines.append("(unigw is running: its own ports were not checked)")
         report.warnings += _running_warnings(config)
     return report
+
+
+def _units(providers: Sequence[ProviderConfig]) -> list[tuple[ProviderConfig, ...]]:
+    """The providers as providers.yaml lists them: one, or all the instances of one."""
+    units: dict[str, list[ProviderConfig]] = {}
+    for p in providers:
+        units.setdefault(p.group or p.name, []).append(p)
+    return [tuple(unit) for unit in units.values()]
+
+
+def _check(unit: tuple[ProviderConfig, ...], config: Config, ours: bool,
+           report: Report) -> None:
+    """One line for a provider (all its instances in one), and its warnings and problems,
+    each said once for the instances it is true of."""
+    p, label = unit[0], config.path.name
+    name = p.group or p.name
+    if not p.enabled:
+        report.lines.append(f"{name}: disabled" + (f" ({len(unit)} instances)" if p.group else ""))
+        return
+    if p.remote:
+        report.lines.append(_remote_line(p))
+        report.problems += [f"{label}: {p.name}: {msg}" for msg in _secret_problems(p, config)]
+        return
+    where = f"port {p.port}" if not p.group else (
+        f"{len(unit)} instances ({', '.join(m.name for m in unit)}) on ports "
+        f"{', '.join(str(m.port) for m in unit)}")
+    report.lines.append(f"{name}: {where}, {toolchains.describe(p, config)}")
+    report.warnings += _once(label, unit, _argv_secrets)
+    report.problems += _once(label, unit, lambda m: _provider_problems(m, config, ours))
+
+
+def _once(label: str, unit: tuple[ProviderConfig, ...],
+          find: Callable[[ProviderConfig], list[str]]) -> list[str]:
+    """Each message ``find`` gives for the providers of ``unit``, once, naming the ones it is
+    about: the provider when it is true of every instance, else those instances."""
+    about: dict[str, list[str]] = {}
+    for m in unit:
+        for msg in find(m):
+            about.setdefault(msg, []).append(m.name)
+    every = unit[0].group or unit[0].name
+    return [f"{label}: {every if len(names) == len(unit) else ', '.join(names)}: {msg}"
+            for msg, names in about.items()]
 
 
 def _running_warnings(config: Config) -> list[str]:

@@ -96,7 +96,8 @@ def logs(config_path: str, name: str, lines: int, follow: bool) -> None:
     """A provider's captured output (clone, install and run), from .unigw/logs/NAME.log.
 
     NAME of a provider with instances: each instance's last lines in turn, after a
-    ``==> NAME#k <==`` line (-f follows one instance: give NAME#k).
+    ``==> NAME#k <==`` line (-f follows one instance: give NAME#k). A ``url:`` provider runs
+    elsewhere: there is no log of it here, and it says so (exit 1).
     """
     from supervisor.proc import logs as logfiles
 
@@ -113,6 +114,11 @@ def logs(config_path: str, name: str, lines: int, follow: bool) -> None:
             for line in logfiles.tail(path, lines) if path.exists() else []:
                 click.echo(line)
         return
+    provider = config.provider(name)
+    if provider is not None and provider.remote:
+        there = ("its providers' logs are on that machine: `unigw logs` there" if provider.nested
+                 else "read its output where it runs")
+        fail(f"{name} runs at {provider.url}, not here: unigw has no log of it ({there})")
     path = logfiles.log_path(config.state_dir, name)
     if not path.exists():
         fail(f"no log yet for {name} ({path})")

@@ -25,8 +25,11 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import sys
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from supervisor.config import Address, JsonCondition, ProviderConfig
 
@@ -129,13 +132,26 @@ async def fetch(port: int, path: str, headers: dict[str, str], timeout: float, *
     """
     status: list[int] = []  # the status, once the head has arrived
     try:
-        return await asyncio.wait_for(_exchange(host, port, tls, path, headers, status),
-                                      timeout)
+        return await _within(_exchange(host, port, tls, path, headers, status), timeout)
     except (asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError, OSError,
             asyncio.LimitOverrunError):
         if status:
             return Answer(status[0], None)  # the body failed, the status stands: it answered
         raise
+
+
+async def _within(exchange: Coroutine[Any, Any, Answer], timeout: float) -> Answer:
+    """``exchange`` run in the calling task, TimeoutError after ``timeout`` seconds.
+
+    Not ``asyncio.wait_for``: up to Python 3.11 it runs the exchange as a task of its own and,
+    when that ends just as the caller is cancelled, returns its answer and drops the cancel (a
+    probe loop then outlived its stop: ``unigw down`` hung). ``asyncio.timeout`` (3.11) runs it
+    in the caller's task, where a cancel always arrives.
+    """
+    if sys.version_info >= (3, 11):
+        async with asyncio.timeout(timeout):
+            return await exchange
+    return await asyncio.wait_for(exchange, timeout)  # 3.10: the loops check a stop themselves
 
 
 async def _exchange(host: str, port: int, tls: ssl.SSLContext | None, path: str,

@@ -11,7 +11,6 @@ provider: ``start`` puts it in traffic (probed at once), ``stop`` takes it out (
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from supervisor.config import ProviderConfig
@@ -46,15 +45,18 @@ class RemoteRuntime(ExternalProvider):
 
     async def stop(self) -> None:
         """Out of traffic: no probes, no calls."""
-        # first: a probe under way then changes nothing, and the loop ends by itself even if
-        # its cancellation is lost (a wait_for whose probe finishes as it is cancelled may
-        # swallow it; seen under uvloop as a `unigw down` that never returned)
+        # first: a probe under way then changes nothing, and the loop, detached, ends at its
+        # next await even if its cancel were lost (Python 3.11's wait_for dropped one that came
+        # as its probe finished: seen under uvloop as a `unigw down` that never returned)
         self.take_out()
         task, self.task = self.task, None
         if task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # bounded all the same: a stop never waits longer than a probe and a models read
+            bound = 2 * self.shared.settings.probe_timeout + 1
+            if not (await asyncio.wait({task}, timeout=bound))[0]:
+                log.warning("%s: its probe loop did not end within %gs of its stop; it ends "
+                            "at its next probe", self.name, bound)
 
     async def restart(self) -> None:
         await self.stop()
@@ -71,9 +73,14 @@ class RemoteRuntime(ExternalProvider):
         self.shared.on_change()
 
     async def _probing(self) -> None:
+        me = asyncio.current_task()
         try:
-            while self.state in RUNNING:
+            # after every await: still this provider's loop? A stop detaches it first, so it
+            # never outlives its stop, nor runs beside the loop of a start that came meanwhile
+            while self.task is me and self.state in RUNNING:
                 await self.probe(self.shared.get_prober())
+                if self.task is not me:
+                    return
                 await asyncio.sleep(self.shared.settings.probe_interval)
         except asyncio.CancelledError:
             raise

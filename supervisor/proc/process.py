@@ -252,13 +252,17 @@ async def _wait_gone(child: Child | None, procs: list[psutil.Process], timeout: 
 
 
 async def close_pump(child: Child, timeout: float = 2.0) -> None:
-    """Wait for the output pump to finish, cancelling it after ``timeout``."""
-    with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-        await asyncio.wait_for(asyncio.shield(child.pump), timeout)
+    """Wait for the output pump to finish, cancelling it after ``timeout``.
+
+    With ``asyncio.wait``, which cancels nothing and swallows nothing: a cancel of the caller
+    (a stop of the provider whose lifecycle task is here after an exit) goes on up, where a
+    suppressed CancelledError once let that task carry on and restart the provider."""
+    await asyncio.wait({child.pump}, timeout=timeout)
     if not child.pump.done():
         child.pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await child.pump
+        await asyncio.wait({child.pump})
+    if not child.pump.cancelled():
+        child.pump.result()  # (an error of the pump's own is raised, as before)
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
