@@ -27,14 +27,20 @@ def accounts(tmp_path: Path) -> Iterator[Accounts]:
         cleanup(tmp_path)
 
 
+def opened(page: Any, accounts: Accounts) -> Any:
+    """The dashboard on ``page``, once its qw group line shows every instance ready."""
+    page.goto(accounts.url("/"))
+    line = page.locator('tr[data-testid="provider-group"][data-group="qw"]')
+    sync_api.expect(line).to_contain_text("3 instances, 3 ready", timeout=20_000)
+    return line
+
+
 def test_instances_are_grouped_and_restarted_one_by_one(accounts: Accounts,
                                                         browser: Any) -> None:
     before = accounts.pids()
     page = browser.new_page()
     try:
-        page.goto(accounts.url("/"))
-        line = page.locator('tr[data-testid="provider-group"][data-group="qw"]')
-        sync_api.expect(line).to_contain_text("3 instances, 3 ready", timeout=20_000)
+        opened(page, accounts)
         rows = page.locator('tr[data-testid="provider-row"]')
         sync_api.expect(rows).to_have_count(4)
         names = [rows.nth(i).get_attribute("data-name") for i in range(4)]
@@ -63,9 +69,7 @@ def test_a_group_line_restarts_stops_and_starts_every_instance(accounts: Account
     before = accounts.pids()
     page = browser.new_page()
     try:
-        page.goto(accounts.url("/"))
-        line = page.locator('tr[data-testid="provider-group"][data-group="qw"]')
-        sync_api.expect(line).to_contain_text("3 instances, 3 ready", timeout=20_000)
+        line = opened(page, accounts)
         names = button_names(page)
         assert len(names) == len(set(names))  # each button's name is its own
         assert {"Restart all qw", "Stop all qw", "Start all qw"} <= set(names)

@@ -18,6 +18,7 @@ import yaml
 from playwright.sync_api import expect
 from support.echo import EchoProc, free_port, start_echo
 from support.supervisor import FAST, echo
+from test_cli_instance import cleanup
 
 CLIENT = {"X-Unigw-Client": "test"}
 
@@ -84,17 +85,6 @@ def chat(inst: Instance, model: str, pin: str | None = None) -> str:
 def chats_received(e: EchoProc) -> int:
     stats = httpx.get(e.url + "/_echo/stats", timeout=5).json()
     return int(stats["by_path"].get("/v1/chat/completions", 0))
-
-
-def cleanup(tmp_path: Path) -> None:
-    """Whatever a failed test left running under ``tmp_path``."""
-    for p in psutil.process_iter(["environ", "cmdline"]):
-        try:
-            ours = (p.info["environ"] or {}).get("UNIGW_STATE_DIR", "").startswith(str(tmp_path))
-            if ours or str(tmp_path) in " ".join(p.info["cmdline"] or []):
-                p.kill()
-        except psutil.Error:
-            pass
 
 
 @pytest.fixture
