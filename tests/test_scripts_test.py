@@ -1,7 +1,7 @@
 """scripts/test, README.md's test command, run from a fresh virtual environment.
 
 The venv starts with pip alone (no ``--system-site-packages``), so a missing install step cannot
-hide behind what this environment already has. About 45 s on 2 cores, nearly all of it pip.
+hide behind what this environment already has. About 90 s on 2 cores, nearly all of it pip.
 """
 
 from __future__ import annotations
