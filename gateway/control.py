@@ -220,7 +220,8 @@ class Control:
 
     async def logs(self, request: Request) -> Response:
         """A provider's last lines; a group's are its instances' in turn, each after a
-        ``==> NAME#k <==`` line (as ``tail`` shows several files)."""
+        ``==> NAME#k <==`` line (as ``tail`` shows several files); a ``url:`` provider's
+        begin with a line saying that its output is where it runs."""
         name = request.path_params["name"]
         count = _count(request.query_params.get("n", "200"), "lines", 10_000)
         view, members = self.gateway.view, self.gateway.instances(name)
@@ -231,6 +232,10 @@ class Control:
             lines = view.log_tail(name, count)
         if lines is None:
             raise NotFound(f"unknown provider {name!r}", code="provider_not_found")
+        url = None if members else self.gateway.row(name).status.url
+        if url is not None:  # (what `unigw logs NAME` says too)
+            lines = [f"{name} runs at {url}, not here: unigw has no log of its output "
+                     "(read it where it runs)", *lines]
         return JSONResponse({"name": name, "lines": list(lines)})
 
     def act(self, action: str) -> Endpoint:

@@ -122,6 +122,8 @@ def test_a_remote_provider_mixes_with_local_ones_and_follows_its_probes(
 
     assert chat(inst, "m-r") == "far" and chat(inst, "m-l") == "local"
     assert chats_received(outside) == 1
+    logs = httpx.get(inst.url + "/providers/far/logs", timeout=10).json()["lines"]
+    assert logs[0].startswith(f"far runs at {outside.url}, not here")  # the dashboard's panel
 
     assert inst.act("far", "stop")["state"] == "stopped"
     with pytest.raises(openai.APIStatusError) as info:
