@@ -445,16 +445,21 @@ ROW_FIELDS = """rows => rows.map(r => ({id: Number(r.dataset.id), ok: r.dataset.
     tokens: r.querySelector('[data-field="tokens"]').textContent}))"""
 
 
+def chats(provider: str, n: int, text: str) -> None:
+    """``n`` chat calls pinned to ``provider`` ("text 0", "text 1", …), each answered 200."""
+    for i in range(n):
+        answer = httpx.post(
+            f"{GATEWAY}/v1/chat/completions", headers={"X-Unigw-Provider": provider},
+            json={"model": "GLM-4.5", "messages": [{"role": "user", "content": f"{text} {i}"}]},
+            timeout=10)
+        assert answer.status_code == 200
+
+
 def test_the_requests_panel_lists_calls_newest_first_and_filters_them(dashboard) -> None:
     page, _ = dashboard
     newest = httpx.get(f"{GATEWAY}/requests?n=1", timeout=5).json()["requests"]
     start = newest[0]["id"] if newest else 0  # earlier tests of this module logged calls too
-    for i in range(3):
-        answer = httpx.post(
-            f"{GATEWAY}/v1/chat/completions", headers={"X-Unigw-Provider": "TalkAI"},
-            json={"model": "GLM-4.5", "messages": [{"role": "user", "content": f"logged {i}"}]},
-            timeout=10)
-        assert answer.status_code == 200
+    chats("TalkAI", 3, "logged")
     missing = httpx.post(f"{GATEWAY}/v1/chat/completions", headers={"X-Unigw-Provider": "nobody"},
                          json={"model": "GLM-4.5", "messages": [{"role": "user", "content": "x"}]})
     assert missing.status_code == 404
@@ -484,12 +489,7 @@ def test_the_requests_panel_lists_calls_newest_first_and_filters_them(dashboard)
 
 
 def test_the_charts_start_from_the_stored_history_after_a_reload(demo, browser) -> None:
-    for i in range(10):
-        answer = httpx.post(
-            f"{GATEWAY}/v1/chat/completions", headers={"X-Unigw-Provider": "ZtoApits"},
-            json={"model": "GLM-4.5", "messages": [{"role": "user", "content": f"seed {i}"}]},
-            timeout=10)
-        assert answer.status_code == 200
+    chats("ZtoApits", 10, "seed")
     time.sleep(1.0)  # the log's writer flushes every half second
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     try:

@@ -39,7 +39,7 @@ from typing import Any
 import uvicorn
 
 from supervisor.demo import failures
-from supervisor.demo.knobs import EchoConfig, Knobs, Stats, parse_config
+from supervisor.demo.knobs import EchoConfig, Knobs, Stats, parse_config, read_key_file
 from supervisor.demo.replies import (
     EchoError,
     Headers,
@@ -370,27 +370,9 @@ def _bind(config: EchoConfig) -> socket.socket:
     return sock
 
 
-def _read_key_file(config: EchoConfig) -> EchoConfig:
-    """``--key-file``: the key from a file under HOME, exactly as written (never printed)."""
-    if config.key_file is None:
-        return config
-    path = os.path.join(os.path.expanduser("~"), config.key_file)
-    try:
-        with open(path, encoding="utf-8") as f:
-            key = f.read()
-    except OSError as exc:
-        key, why = "", exc.strerror
-    else:
-        why = "empty"
-    if not key:
-        print(f"echo: key file {path}: {why}", file=sys.stderr)
-        sys.exit(2)
-    return dataclasses.replace(config, api_key=key)
-
-
 def main(argv: list[str] | None = None) -> None:
     """Parse the knobs, honour the start-up ones, then serve until SIGINT/SIGTERM."""
-    config = _read_key_file(parse_config(argv, os.environ))
+    config = read_key_file(parse_config(argv, os.environ))
     if config.exit_at_start is not None:
         print(f"echo: exiting at start with code {config.exit_at_start}", file=sys.stderr)
         sys.exit(config.exit_at_start)

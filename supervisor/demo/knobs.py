@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import sys
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -132,6 +134,24 @@ def parse_config(argv: list[str] | None, environ: Mapping[str, str]) -> EchoConf
         except ValueError as exc:
             parser.error(f"{source}: {exc}")
     return EchoConfig(**values)
+
+
+def read_key_file(config: EchoConfig) -> EchoConfig:
+    """``--key-file``: the key from a file under HOME, exactly as written (never printed)."""
+    if config.key_file is None:
+        return config
+    path = os.path.join(os.path.expanduser("~"), config.key_file)
+    try:
+        with open(path, encoding="utf-8") as f:
+            key = f.read()
+    except OSError as exc:
+        key, why = "", exc.strerror
+    else:
+        why = "empty"
+    if not key:
+        print(f"echo: key file {path}: {why}", file=sys.stderr)
+        sys.exit(2)
+    return dataclasses.replace(config, api_key=key)
 
 
 # -- run-time state ---------------------------------------------------------------------------
