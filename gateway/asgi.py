@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import weakref
 from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 from urllib.parse import parse_qs
@@ -37,6 +38,7 @@ SSE = b"text/event-stream"
 PIN_HEADER = b"x-unigw-provider"
 KEY_HEADERS = (b"authorization", b"x-api-key", b"x-goog-api-key")
 WATCH_AFTER_S = 0.25  # into a call, when its client begins to be watched (see _Watch)
+WATCH_TICK_S = 0.125  # how often the blocks open that long are looked for
 
 
 # -- the request ---------------------------------------------------------------------------------
@@ -146,12 +148,17 @@ class _Watch:
     disconnects, and that cancellation (only that one) ends the block quietly, with ``gone``
     set. :meth:`stop` ends the watch early (a disconnect no longer matters).
 
-    The watch begins :data:`WATCH_AFTER_S` into the block: a task reading ``receive`` for each
-    call, created and cancelled, was a tenth of the gateway's CPU per call in front of the
-    echo provider (``scripts/bench.py``; PROFILE.md), and nearly every call is over before
-    then. A client that leaves is noticed that much later at most; a real provider takes
+    The watch begins :data:`WATCH_AFTER_S` into the block (up to :data:`WATCH_TICK_S` later):
+    a task reading ``receive`` for each call, created and cancelled, was a tenth of the
+    gateway's CPU per call in front of the echo provider (``scripts/bench.py``; PROFILE.md),
+    and nearly every call is over before then. Nor does each call arm a timer of its own
+    (a timer armed and cancelled per call was 2% of its instructions): :class:`_Watches`,
+    one per event loop, ticks while any block is open and begins the watch of those open long
+    enough. A client that leaves is noticed that much later at most; a real provider takes
     seconds, and its call is watched for all of them but the first.
     """
+
+    __slots__ = ("receive", "gone", "watcher", "task", "watches")
 
     def __init__(self, receive: Receive) -> None:
         self.receive = receive
@@ -162,12 +169,16 @@ class _Watch:
         task = asyncio.current_task()
         assert task is not None
         self.task = task
-        self.timer: asyncio.TimerHandle | None = task.get_loop().call_later(
-            WATCH_AFTER_S, self._begin)
+        loop = task.get_loop()
+        watches = _WATCHES.get(loop)
+        if watches is None:
+            watches = _WATCHES[loop] = _Watches()
+        self.watches: _Watches | None = watches
+        watches.add(self, loop)
         return self
 
-    def _begin(self) -> None:
-        self.timer = None
+    def begin(self) -> None:
+        self.watches = None
         self.watcher = asyncio.ensure_future(self._watch())
 
     async def _watch(self) -> None:
@@ -177,9 +188,9 @@ class _Watch:
         self.task.cancel()
 
     def stop(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        if self.watches is not None:
+            self.watches.discard(self)
+            self.watches = None
         if self.watcher is not None:
             self.watcher.cancel()
 
@@ -192,6 +203,38 @@ class _Watch:
         if uncancel is not None:
             uncancel()  # the client left: that ends this request normally
         return True
+
+
+class _Watches:
+    """The open :class:`_Watch` blocks of one event loop whose watch has not begun, by when
+    each opened; a tick every :data:`WATCH_TICK_S`, while there are any, begins the watch of
+    those open :data:`WATCH_AFTER_S` or longer. It keeps no reference to its loop but through
+    a pending tick, so a loop with no open block can go (:data:`_WATCHES` is weak)."""
+
+    def __init__(self) -> None:
+        self.opened: dict[_Watch, float] = {}
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, watch: _Watch, loop: asyncio.AbstractEventLoop) -> None:
+        self.opened[watch] = loop.time()
+        if self.timer is None:
+            self.timer = loop.call_later(WATCH_TICK_S, self._tick)
+
+    def discard(self, watch: _Watch) -> None:
+        self.opened.pop(watch, None)
+
+    def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        since = loop.time() - WATCH_AFTER_S
+        due = [watch for watch, opened in self.opened.items() if opened <= since]
+        for watch in due:
+            del self.opened[watch]
+            watch.begin()
+        self.timer = loop.call_later(WATCH_TICK_S, self._tick) if self.opened else None
+
+
+_WATCHES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watches] = (
+    weakref.WeakKeyDictionary())
 
 
 async def unless_gone(receive: Receive, work: Awaitable[T]) -> T:

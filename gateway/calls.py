@@ -44,10 +44,10 @@ import sqlite3
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from gateway.errors import AttemptFailed, FailureClass, GatewayError
-from gateway.requestlog import Attempt, RequestLog, RequestRecord
+from gateway.requestlog import Attempt, RequestLog, row
 from gateway.results import Answer, ChatStream, Opened
 from gateway.routing import Backend, Plan
 from gateway.stats import Outcome, Stats
@@ -179,18 +179,16 @@ class Calls:
                                   prompt, completion)
         if self.log is None:
             return
-        self.log.add(RequestRecord(
-            ts=trace.ts, route=trace.route, api=trace.api, status=end.status,
-            stream=trace.stream, model_asked=trace.model_asked, model_sent=end.model_sent,
-            provider=end.served, tried=end.attempts, ttfb_ms=_ms(end.ttfb),
-            total_ms=_ms(total), prompt_tokens=prompt, completion_tokens=completion,
-            overhead_ms=_ms(max(0.0, end.added)) if trace.plan is not None else None,
-            request_body=trace.request_body, response_body=trace.response_body))
+        self.log.add_row(row(
+            trace.ts, trace.route, trace.api, end.status, trace.stream, trace.model_asked,
+            end.model_sent, end.served, end.attempts, _ms(end.ttfb), _ms(total), prompt,
+            completion, _ms(max(0.0, end.added)) if trace.plan is not None else None,
+            trace.request_body, trace.response_body))
 
 
-@dataclass(frozen=True)
-class _Ending:
-    """What a trace says at its end, from its attempts and its answer."""
+class _Ending(NamedTuple):
+    """What a trace says at its end, from its attempts and its answer (a named tuple: one is
+    made for every call)."""
 
     status: int
     provider: str | None  # the provider (for the statistics)

@@ -21,10 +21,11 @@ import sqlite3
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+from itertools import chain
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 log = logging.getLogger("unigw.gateway")
 
@@ -63,10 +64,10 @@ ROW_PARAMS = f"({', '.join('?' * len(COLUMNS))})"
 ROWS_PER_INSERT = 500 if sqlite3.sqlite_version_info >= (3, 32) else 999 // len(COLUMNS)
 
 
-@dataclass(frozen=True)
-class Attempt:
+class Attempt(NamedTuple):
     """One provider tried for a call, how it failed (``failure`` None: it answered), and the
-    model it was asked for."""
+    model it was asked for. (A named tuple: one is made for every call, and a frozen
+    dataclass costs several times as much to build.)"""
 
     provider: str
     failure: str | None = None  # a failure class: unreachable, timeout, upstream_error, …
@@ -99,12 +100,26 @@ class RequestRecord:
     def ok(self) -> bool:
         return 200 <= self.status < 400
 
-    def row(self) -> tuple[Any, ...]:
-        return (self.ts, self.route, self.api, self.model_asked, self.model_sent, self.provider,
-                _tried_json(self.tried), self.status, int(self.ok), int(self.stream),
-                self.ttfb_ms, self.total_ms,
-                self.prompt_tokens, self.completion_tokens, self.overhead_ms, self.request_body,
-                self.response_body)
+    def row(self) -> Row:
+        return row(self.ts, self.route, self.api, self.status, self.stream, self.model_asked,
+                   self.model_sent, self.provider, self.tried, self.ttfb_ms, self.total_ms,
+                   self.prompt_tokens, self.completion_tokens, self.overhead_ms,
+                   self.request_body, self.response_body)
+
+
+Row = tuple[Any, ...]  # one row's values, in COLUMNS order
+
+
+def row(ts: float, route: str, api: str, status: int, stream: bool, model_asked: str | None,
+        model_sent: str | None, provider: str | None, tried: Sequence[Attempt],
+        ttfb_ms: float | None, total_ms: float | None, prompt_tokens: int | None,
+        completion_tokens: int | None, overhead_ms: float | None,
+        request_body: str | None = None, response_body: str | None = None) -> Row:
+    """One call's row, what :meth:`RequestLog.add_row` takes: the fields of a
+    :class:`RequestRecord`, without building one (the gateway makes a row for every call)."""
+    return (ts, route, api, model_asked, model_sent, provider, _tried_json(tried), status,
+            1 if 200 <= status < 400 else 0, 1 if stream else 0, ttfb_ms, total_ms,
+            prompt_tokens, completion_tokens, overhead_ms, request_body, response_body)
 
 
 @dataclass(frozen=True)
@@ -123,7 +138,7 @@ class RequestLog:
 
     def __init__(self, settings: LogSettings) -> None:
         self.settings = settings
-        self._pending: list[RequestRecord] = []
+        self._pending: list[Row] = []
         self._queued = 0  # records ever added (under the lock): flush waits for these
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -147,11 +162,15 @@ class RequestLog:
         self._thread.start()
 
     def add(self, record: RequestRecord) -> None:
-        """Queue one record (the hot path: no I/O here)."""
-        if not self.settings.log_bodies and (record.request_body or record.response_body):
-            record = _without_bodies(record)
+        """Queue one record (no I/O here)."""
+        self.add_row(record.row())
+
+    def add_row(self, values: Row) -> None:
+        """Queue one row made by :func:`row` (the hot path: no I/O here)."""
+        if not self.settings.log_bodies and (values[-1] is not None or values[-2] is not None):
+            values = (*values[:-2], None, None)
         with self._lock:
-            self._pending.append(record)
+            self._pending.append(values)
             self._queued += 1
 
     def flush(self) -> None:
@@ -231,28 +250,37 @@ class RequestLog:
             return int(db.execute("SELECT count(*) FROM requests").fetchone()[0])
 
 
-def _insert(db: sqlite3.Connection, records: Sequence[RequestRecord]) -> None:
-    """``records`` in one statement."""
-    params = [value for record in records for value in record.row()]
-    db.execute(INSERT + ", ".join([ROW_PARAMS] * len(records)), params)
+def _insert(db: sqlite3.Connection, rows: Sequence[Row]) -> None:
+    """``rows`` in one statement."""
+    db.execute(INSERT + ", ".join([ROW_PARAMS] * len(rows)), list(chain.from_iterable(rows)))
 
 
 def _tried_json(tried: Sequence[Attempt]) -> str:
     """``[{"provider": …, "failure": …, "message": …, "model": …}, …]``, what ``json.dumps``
-    of the dicts would write, in a fifth of its time (the writer does this for every row)."""
+    of the dicts would write, in a fifth of its time. The common one, a single attempt that
+    answered, is kept once per provider and model (:data:`_ANSWERED`)."""
+    if len(tried) == 1 and tried[0].failure is None:
+        text = _ANSWERED.get(tried[0])
+        if text is None:
+            if len(_ANSWERED) >= _ANSWERED_MAX:
+                _ANSWERED.clear()
+            text = _ANSWERED[tried[0]] = _attempts_json(tried)
+        return text
+    return _attempts_json(tried)
+
+
+def _attempts_json(tried: Sequence[Attempt]) -> str:
     return "[" + ", ".join(_ATTEMPT % (_text(a.provider), _text(a.failure), _text(a.message),
                                        _text(a.model)) for a in tried) + "]"
 
 
 _ATTEMPT = '{"provider": %s, "failure": %s, "message": %s, "model": %s}'
+_ANSWERED: dict[Attempt, str] = {}  # a single answered attempt's JSON, by the attempt
+_ANSWERED_MAX = 4096  # providers × models; past it the cache starts again
 
 
 def _text(value: str | None) -> str:
     return "null" if value is None else encode_basestring(value)
-
-
-def _without_bodies(record: RequestRecord) -> RequestRecord:
-    return replace(record, request_body=None, response_body=None)
 
 
 def _filters(provider: str | None, failed: bool | None, since: float | None,
