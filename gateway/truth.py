@@ -187,7 +187,7 @@ class Held:
         data = self.data = self.data + piece if self.data else piece
         end = event_end(data)
         if end > self._scanned:
-            events = _EVENT_SPLIT.split(data[self._scanned:end])
+            events = _split_events(data[self._scanned:end])
             self._scanned = end
             for event in events:
                 if event and self._judge(event):
@@ -241,17 +241,28 @@ class Held:
         return False
 
 
+def _split_events(block: bytes) -> list[bytes]:
+    """A block of whole SSE events, split at their blank lines. (``bytes.split`` where no CR
+    is in it: the regular expression took 12 µs for an echo stream's first two events.)"""
+    return block.split(b"\n\n") if b"\r" not in block else _EVENT_SPLIT.split(block)
+
+
 def _parse_event(event: bytes) -> tuple[str | None, str | None]:
-    """(``event:`` name, the ``data:`` lines joined) of one SSE event."""
+    """(``event:`` name, the ``data:`` lines joined) of one SSE event.
+
+    Its lines end at CR, LF or CRLF only, as SSE says (``bytes.splitlines``): a text's
+    splitlines would also cut at U+2028 and other characters that a JSON string may hold raw.
+    """
     name, data = None, []
-    for line in event.decode("utf-8", "replace").splitlines():
-        field, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if field == "data":
+    for line in event.splitlines():
+        field, _, value = line.partition(b":")
+        if value[:1] == b" ":
+            value = value[1:]
+        if field == b"data":
             data.append(value)
-        elif field == "event":
-            name = value.strip()
-    return name, ("\n".join(data) if data else None)
+        elif field == b"event":
+            name = value.strip().decode("utf-8", "replace")
+    return name, (b"\n".join(data).decode("utf-8", "replace") if data else None)
 
 
 def _event_error(payload: str | None) -> str:

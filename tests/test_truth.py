@@ -43,6 +43,24 @@ def test_an_event_split_across_crlf_pieces_is_judged_whole() -> None:
     assert held.feed(event[20:])
 
 
+def test_content_holding_a_raw_line_separator_character_commits_the_stream() -> None:
+    """JSON may hold U+2028 (and U+0085, U+000B …) raw in a string; SSE lines end only at CR
+    and LF, so such a chunk is one data line, its JSON whole."""
+    held = Held(NO_PATTERNS, 1 << 20)
+    text = "line\u2028next\x85\x0bend"
+    event = b"data: " + json.dumps(delta({"content": text}), ensure_ascii=False).encode() + b"\n\n"
+    assert held.feed(sse(delta({"role": "assistant"})) + event) is True
+    assert held.data.endswith(event)
+
+
+def test_multi_line_data_and_a_named_event_are_read_as_sse_says() -> None:
+    event = b'event: message\ndata: {"choices": [{"delta":\ndata:  {"content": "x"}}]}\n\n'
+    assert Held(NO_PATTERNS, 1 << 20).feed(event) is True
+    named = b'event:  error \r\ndata: {"error": {"message": "gone"}}\r\n\r\n'
+    with pytest.raises(BadAnswer, match="error event: gone"):
+        Held(NO_PATTERNS, 1 << 20).feed(named)
+
+
 @pytest.mark.parametrize(("events", "message"), [
     (sse("[DONE]"), "[DONE]"),
     (sse({"error": {"message": "boom", "type": "stream_error"}}), "error: boom"),
