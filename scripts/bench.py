@@ -16,7 +16,12 @@ call sends, the direct ones too), then measures with ``wrk`` (Debian: ``apt-get 
   content), so the first byte would time different things on the two paths;
 * the request log's cost: the gateway (round_robin, 64 clients) with ``request_log`` on and
   off, run back to back twice (the machine is noisy), its CPU milliseconds per call each time;
-* the gateway's peak resident memory.
+* the gateway's peak resident memory;
+* the floors under it (:mod:`bench_floor`), served by uvicorn as the gateway is and measured
+  beside it: a constant answer (what uvicorn itself costs a call) and a bare proxy through the
+  gateway's own upstream client (uvicorn plus the client side, none of unigw's features), so
+  the report can say how much of the gateway's CPU per call is uvicorn's, the upstream call's
+  and its features' own, and the streams' time to first content through the bare proxy too.
 
 The supervisor part (:mod:`bench_supervisor`) measures the echo provider's bare start,
 ``unigw up`` on 14 of them, kill → ready and the idle supervisor's CPU, each next to its target.
@@ -59,6 +64,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import bench_curve  # noqa: E402
+import bench_floor  # noqa: E402
 import bench_streams  # noqa: E402
 import bench_supervisor  # noqa: E402
 
@@ -119,6 +125,22 @@ def start_echoes(n: int) -> tuple[list[subprocess.Popen[bytes]], list[int]]:
     for port in ports:
         wait_http(f"http://127.0.0.1:{port}/health")
     return procs, ports
+
+
+CONSTANT = "floor: uvicorn, constant answer"
+BARE = "floor: uvicorn + bare proxy"
+
+
+def start_floors(ports: list[int]) -> dict[str, tuple[subprocess.Popen[bytes], int]]:
+    """The two floors of :mod:`bench_floor`, each on a free port: by label, (process, port)."""
+    floors = {}
+    for label, kind in ((CONSTANT, "constant"), (BARE, "proxy")):
+        port = free_port()
+        proc = spawn([sys.executable, bench_floor.__file__, kind, str(port),
+                      *map(str, ports)])
+        floors[label] = (proc, port)
+        wait_http(f"http://127.0.0.1:{port}/health")
+    return floors
 
 
 def start_gateway(folder: Path, ports: list[int], request_log: bool = True,
@@ -256,27 +278,35 @@ def run(seconds: float, folder: Path, strategies: list[str],
     lua.write_text(LUA % BODY)
     echoes, ports = start_echoes(3)
     gateway = None
+    floors: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
     try:
         if log_only:
             log_report(log_cost(seconds, folder, ports, lua))
             return
+        floors = start_floors(ports)
         gateway, url = start_gateway(folder, ports)
         gw = psutil.Process(gateway.pid)
         direct = f"http://127.0.0.1:{ports[0]}/v1/chat/completions"
         rows = [measure("echo direct", direct, c, seconds, lua, None) for c in (1, 64)]
+        for label, (proc, port) in floors.items():
+            rows += [measure(label, f"http://127.0.0.1:{port}/v1/chat/completions", c, seconds,
+                             lua, psutil.Process(proc.pid)) for c in (1, 64)]
         for name in strategies:
             httpx.put(url + "/config", json={"strategy": name}, headers={"X-Unigw-Client": "bench"})
             for clients in (1, 64):
                 rows.append(measure(f"gateway {name}", url + "/v1/chat/completions", clients,
                                     seconds, lua, gw))
         report(rows)
+        floor_report(rows)
         httpx.put(url + "/config", json={"strategy": "round_robin"},
                   headers={"X-Unigw-Client": "bench"})
-        stream_report(ports[0], int(url.rsplit(":", 1)[1]), seconds, stream_clients)
+        stream_report(ports[0], int(url.rsplit(":", 1)[1]), seconds, stream_clients,
+                      floors[BARE][1])
         print(f"\ngateway peak RSS: {peak_rss(gateway.pid) / 2**20:.1f} MiB")
         log_report(log_cost(seconds, folder, ports, lua))
     finally:
-        for proc in [*echoes, *([gateway] if gateway else [])]:
+        for proc in [*echoes, *([gateway] if gateway else []),
+                     *(proc for proc, _ in floors.values())]:
             with_group(proc, signal.SIGTERM)
             try:
                 proc.wait(5)
@@ -347,15 +377,32 @@ def report(rows: list[Row]) -> None:
               f"{added:>8} {r.errors:>6} {cpu:>13}")
 
 
+def floor_report(rows: list[Row]) -> None:
+    """Where the gateway's CPU per call goes: uvicorn's own, the client side, its features."""
+    cpu = {(r.target, r.clients): r.cpu_ms or 0.0 for r in rows}
+    print("\ngateway CPU per call, against the floors (round_robin):")
+    for clients in (1, 64):
+        server, bare = cpu[CONSTANT, clients], cpu[BARE, clients]
+        gateway = cpu.get(("gateway round_robin", clients), 0.0)
+        print(f"  {clients:>2} clients: uvicorn alone {server:.3f} ms, + the upstream call "
+              f"{bare - server:+.3f} = {bare:.3f} ms (bare proxy), + unigw's features "
+              f"{gateway - bare:+.3f} = {gateway:.3f} ms")
+
+
 def stream_report(echo_port: int, gateway_port: int, seconds: float,
-                  stream_clients: tuple[int, ...] = (16, 1)) -> None:
+                  stream_clients: tuple[int, ...] = (16, 1), bare_port: int | None = None,
+                  ) -> None:
     """Streams' time to first content at 16 clients (the issue's measure) and at 1 (no
-    queueing): the same moment on both paths (see the module docstring)."""
+    queueing): the same moment on every path (see the module docstring); the bare proxy of
+    :mod:`bench_floor` too, when ``bare_port`` is given."""
+    paths = [("echo direct", echo_port), ("gateway", gateway_port)]
+    if bare_port is not None:
+        paths.insert(1, (BARE, bare_port))
     for clients in stream_clients:
         head = f"streams, {clients} client{'s' if clients > 1 else ''}"
         print(f"\n{head:<32} {'TTFC p50 ms':>12} {'TTFC p99 ms':>12} {'streams':>8}")
         base = None
-        for label, port in (("echo direct", echo_port), ("gateway", gateway_port)):
+        for label, port in paths:
             ttfb(port, clients, 0.5)  # warm-up
             p50, p99, n = ttfb(port, clients, seconds)
             extra = "" if base is None else f"   ({p50 - base:+.3f} ms p50)"
