@@ -53,6 +53,12 @@ def authorize(keys: tuple[bytes, ...], headers: Headers, query_key: bytes | None
     ``?key=``) ``query_key``; anything goes when no keys are configured."""
     if not keys:
         return
+    bearer = headers.get(b"authorization")  # the common case first: no list, no generator
+    if bearer is not None and bearer[:7].lower() == b"bearer ":
+        token = bearer[7:]
+        for key in keys:
+            if hmac.compare_digest(token, key):
+                return
     tokens = [query_key] if query_key else []
     for name in KEY_HEADERS:
         value = headers.get(name)
