@@ -13,7 +13,7 @@ import asyncio
 import hmac
 import weakref
 from collections.abc import AsyncIterator, Awaitable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import parse_qs
 
 from starlette.types import Receive, Scope, Send
@@ -255,15 +255,30 @@ async def unless_gone(receive: Receive, work: Awaitable[T]) -> T:
     raise ClientGone("the client disconnected before its answer")
 
 
+class StreamNotes(Protocol):
+    """What :func:`pass_through` tells of a stream as it goes (a call's
+    :class:`~gateway.calls.Trace`)."""
+
+    def sent(self, piece: bytes) -> None: ...
+
+    def stream_ended(self) -> None: ...
+
+
 async def pass_through(receive: Receive, send: Send, status: int, head: list[tuple[bytes, bytes]],
-                       events: AsyncIterator[bytes]) -> None:
-    """Send ``events`` as they come; stop early, normally, when the client goes away.
+                       events: AsyncIterator[bytes], notes: StreamNotes) -> None:
+    """Send ``events`` as they come, telling ``notes`` of each piece before it goes and of the
+    end; stop early, normally, when the client goes away. (``notes`` is told here rather than
+    by a generator around ``events``: one layer fewer for every piece of every stream.)
 
     The caller closes the upstream behind ``events`` in its own ``finally``.
     """
     async with _Watch(receive) as watch:
         await send({"type": "http.response.start", "status": status, "headers": head})
-        async for data in events:
-            await send({"type": "http.response.body", "body": data, "more_body": True})
+        try:
+            async for data in events:
+                notes.sent(data)
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+        finally:
+            notes.stream_ended()
         watch.stop()  # from here a disconnect no longer matters
         await send({"type": "http.response.body", "body": b""})

@@ -42,7 +42,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -77,6 +77,9 @@ class Trace:
     first: float | None = None  # a stream's first event sent
     usage: Any = None
     tail: bytes = b""  # an OpenAI stream's last two pieces
+    _prev: bytes = b""  # the pieces sent last, while a stream goes
+    _last: bytes = b""
+    _kept: list[bytes] | None = None  # every piece sent, with bodies
     request_body: str | None = None
     response_body: str | None = None
 
@@ -97,24 +100,22 @@ class Trace:
         if self.bodies:
             self.response_body = body.decode("utf-8", "replace")
 
-    async def watch(self, events: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
-        """A stream's bytes, passed through: notes when the first went out and keeps the last
-        two pieces (and, with ``bodies``, all of them). Closing it closes ``events``."""
-        prev = last = b""
-        kept: list[bytes] | None = [] if self.bodies else None
-        try:
-            async for piece in events:
-                if self.first is None:
-                    self.first = time.perf_counter()
-                yield piece
-                prev, last = last, piece
-                if kept is not None:
-                    kept.append(piece)
-        finally:
-            self.tail = prev + last
-            if kept is not None:
-                self.keep_response(b"".join(kept))
-            await close_upstream(events)
+    def sent(self, piece: bytes) -> None:
+        """A stream's piece goes out (:func:`gateway.asgi.pass_through` says so before it
+        sends it): the first one's time, the last two pieces, and, with ``bodies``, all."""
+        if self.first is None:
+            self.first = time.perf_counter()
+            if self.bodies:
+                self._kept = []
+        self._prev, self._last = self._last, piece
+        if self._kept is not None:
+            self._kept.append(piece)
+
+    def stream_ended(self) -> None:
+        """The stream's last piece went out (or it stopped): keep its tail (and its body)."""
+        self.tail = self._prev + self._last
+        if self.bodies:
+            self.keep_response(b"".join(self._kept or ()))
 
     def chunks(self, stream: ChatStream) -> _NoteUsage:
         """A translated stream's chunks, passed through, noting the ``usage`` one reports."""

@@ -25,9 +25,10 @@ HIGH_WATER = 256 * 1024  # pause reading a provider once this much is buffered u
 MAX_HEAD_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Deadline:
-    """A moment (``time.monotonic()``) by which a reader must be done, and how to say it wasn't."""
+    """A moment (``time.monotonic()``) by which a reader must be done, and how to say it wasn't.
+    (Not frozen: a stream makes one per event, and a frozen one costs twice as much to build.)"""
 
     at: float
     seconds: float

@@ -108,11 +108,9 @@ async def stream_answer(gateway: Gateway, opened: Opened, receive: Receive, send
     head = [(b"content-type", content_type), (b"cache-control", b"no-cache"),
             (PIN_HEADER, opened.served.encode())]
     events = gateway.proxy.sse(opened)
-    watched = trace.watch(events)
     try:
-        await pass_through(receive, send, opened.response.status, head, watched)
+        await pass_through(receive, send, opened.response.status, head, events, trace)
     finally:
-        await watched.aclose()
         await events.aclose()  # closes the upstream if the stream was under way
         opened.finish(Outcome.CANCELLED)  # a no-op if it finished already (or never began)
 

@@ -35,6 +35,7 @@ from gateway.asgi import (
     JSON,
     PIN_HEADER,
     SSE,
+    StreamNotes,
     authorize,
     headers_of,
     parse_object,
@@ -144,8 +145,8 @@ class Translated:
             trace.chunks(result), model=result.model, stop_sequences=stop)
         if not call.sse:
             events = json_array(events)
-        await send_stream(send, receive, result.provider, trace.watch(events),
-                          SSE if call.sse else JSON)
+        await send_stream(send, receive, result.provider, events, SSE if call.sse else JSON,
+                          trace)
 
     async def _forward(self, call: Call, scope: Scope, receive: Receive, trace: Trace,
                        ) -> tuple[ChatResult | ChatStream, Sequence[str]]:
@@ -186,12 +187,13 @@ async def json_array(events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
 
 
 async def send_stream(send: Send, receive: Receive, provider: str,
-                      events: AsyncIterator[bytes], content_type: bytes) -> None:
+                      events: AsyncIterator[bytes], content_type: bytes,
+                      notes: StreamNotes) -> None:
     """Send ``events`` as they come; if the client goes away, stop and close the upstream."""
     head = [(b"content-type", content_type), (b"cache-control", b"no-cache"),
             (PIN_HEADER, provider.encode())]
     try:
-        await pass_through(receive, send, 200, head, events)
+        await pass_through(receive, send, 200, head, events, notes)
     finally:
         await close_upstream(events)  # closing the events closes the provider's stream
 
