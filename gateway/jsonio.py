@@ -38,16 +38,32 @@ class InvalidJSON(ValueError):
 def parse(raw: bytes) -> Any:
     """``raw`` as JSON, or :class:`InvalidJSON` (see the module docstring)."""
     try:  # json.loads(raw, parse_constant=...) as it does it, without a new decoder per call
-        value = _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+        value = _DECODER.decode(raw.decode(_encoding(raw), "surrogatepass"))
     except RecursionError:
         raise InvalidJSON(f"the request body is nested too deeply (at most {MAX_DEPTH} "
                           "levels)") from None
     except ValueError as exc:
         raise InvalidJSON(f"the request body is not valid JSON: {exc}") from None
     deep = raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
-    if deep or _SURROGATE.search(raw):
+    # the regular expression only where it could match: its search of a plain body cost more
+    # than the body's whole parse
+    if deep or ((b"\\u" in raw or b"\xed" in raw) and _SURROGATE.search(raw)):
         _check_tree(value)
     return value
+
+
+def loads(raw: bytes | str) -> Any:
+    """``json.loads(raw)``, the same answer, for less: a body that begins ``{`` and a byte
+    other than NUL is UTF-8 (what ``json.detect_encoding`` would find, in Python, each call)."""
+    if isinstance(raw, bytes):
+        raw = raw.decode(_encoding(raw), "surrogatepass")
+    return _PLAIN.decode(raw)
+
+
+def _encoding(raw: bytes) -> str:
+    if raw[:1] == b"{" and raw[1:2] != b"\x00":  # no BOM begins with "{": UTF-8
+        return "utf-8"
+    return json.detect_encoding(raw)
 
 
 def dumps(value: Any) -> bytes:
@@ -64,6 +80,7 @@ def _no_constant(name: str) -> None:
 
 
 _DECODER = json.JSONDecoder(parse_constant=_no_constant)
+_PLAIN = json.JSONDecoder()  # what json.loads uses
 
 
 def _check_tree(root: Any) -> None:

@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway import jsonio
 from gateway.errors import BadAnswer
 
 DETAIL_LIMIT = 300  # characters of a provider's message kept
@@ -113,7 +114,7 @@ def _object(raw: bytes | str, what: str = "") -> dict[str, Any]:
     """``raw`` as a JSON object that is no error member, else :class:`BadAnswer` saying why
     (``what`` names the thing: "" for an answer, "an event that is " for a stream's event)."""
     try:
-        data = json.loads(raw)
+        data = jsonio.loads(raw)
     except ValueError:
         raise BadAnswer(f"{what}not JSON: {_shown(raw)}") from None
     if not isinstance(data, dict):
@@ -152,7 +153,10 @@ def check_answer(body: bytes, patterns: ErrorPatterns) -> dict[str, Any]:
 
 
 def _has_content(part: dict[str, Any]) -> bool:
-    return any(part.get(f) for f in CONTENT_FIELDS)
+    for name in CONTENT_FIELDS:  # a loop, not any() of a generator: this runs for every chunk
+        if part.get(name):
+            return True
+    return False
 
 
 def _text(part: dict[str, Any], choice: dict[str, Any]) -> str:
