@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from gateway.requestlog import Attempt, LogSettings, RequestLog, RequestRecord
+from gateway.requestlog import (
+    ROWS_PER_INSERT,
+    Attempt,
+    LogSettings,
+    RequestLog,
+    RequestRecord,
+    _chunks,
+)
 
 
 def record(i: int, provider: str | None = "a", status: int = 200, ts: float | None = None,
@@ -126,3 +133,14 @@ def test_a_batch_larger_than_one_insert_statement_is_written_whole(opened: Reque
     assert newest["model_asked"] == "m1233"
     assert newest["tried"][0] == {"provider": "a", "failure": "timeout", "message": 'said "no"\n',
                                   "model": "m"}
+
+
+def test_a_batch_is_inserted_in_a_few_statement_sizes_only() -> None:
+    """Any batch is cut in chunks of a dozen sizes at most, so their statements are compiled
+    once and reused; every row is in exactly one chunk."""
+    sizes = set()
+    for count in range(3 * ROWS_PER_INSERT + 2):
+        chunks = _chunks(count)
+        assert sum(chunks) == count and all(0 < size <= ROWS_PER_INSERT for size in chunks)
+        sizes.update(chunks)
+    assert len(sizes) <= 12
