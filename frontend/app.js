@@ -129,25 +129,16 @@ function onAction(name, action) {
   control(name, action);
 }
 
-async function control(name, action) {
+/** One control request for a provider's row or a group line (``name``): pending and busy
+ * while it runs; ``settle(answer, took)`` says how it went; a request that failed says so. */
+async function controlling(name, action, settle) {
   table.setPending(name, action);
   table.setOutcome(name, "busy", BUSY_TEXT[action]);
   const started = performance.now();
   try {
-    const row = await api.control(action, name);
+    const answer = await api.control(action, name);
     epoch += 1;
-    if (row && row.name) table.merge(row);
-    const state = row && row.state;
-    const took = ms(performance.now() - started);
-    if (state === "failed" && action !== "stop") {
-      const why = (row.last_error || "it failed").split("\n")[0]; // in full: the detail row
-      table.setOutcome(name, "error", `${action} failed: ${why}`);
-      announce(`${name}: ${action} failed: ${why}`);
-      return;
-    }
-    const now = state && state !== DONE_LABEL[action] ? `: ${state}` : "";
-    table.setOutcome(name, "ok", `${DONE_LABEL[action]}${now} (${took})`);
-    announce(`${name} ${DONE_LABEL[action]}${now}`);
+    settle(answer, () => ms(performance.now() - started));
   } catch (err) {
     table.setOutcome(name, "error", `${action} failed: ${err.message}`);
     announce(`${name}: ${action} failed: ${err.message}`);
@@ -156,14 +147,25 @@ async function control(name, action) {
   }
 }
 
+function control(name, action) {
+  return controlling(name, action, (row, took) => {
+    if (row && row.name) table.merge(row);
+    const state = row && row.state;
+    if (state === "failed" && action !== "stop") {
+      const why = (row.last_error || "it failed").split("\n")[0]; // in full: the detail row
+      table.setOutcome(name, "error", `${action} failed: ${why}`);
+      announce(`${name}: ${action} failed: ${why}`);
+      return;
+    }
+    const now = state && state !== DONE_LABEL[action] ? `: ${state}` : "";
+    table.setOutcome(name, "ok", `${DONE_LABEL[action]}${now} (${took()})`);
+    announce(`${name} ${DONE_LABEL[action]}${now}`);
+  });
+}
+
 /** A group line's button: the action on every instance of the provider, in one request. */
-async function controlGroup(group, action) {
-  table.setPending(group, action);
-  table.setOutcome(group, "busy", BUSY_TEXT[action]);
-  const started = performance.now();
-  try {
-    const data = await api.control(action, group);
-    epoch += 1;
+function controlGroup(group, action) {
+  return controlling(group, action, (data, took) => {
     const rows = (data && data.providers) || [];
     rows.forEach((r) => r && r.name && table.merge(r));
     const failed = action === "stop" ? [] : rows.filter((r) => r.state === "failed");
@@ -177,15 +179,9 @@ async function controlGroup(group, action) {
     const states = {};
     for (const r of rows) states[r.state] = (states[r.state] || 0) + 1;
     const parts = Object.entries(states).map(([state, n]) => `${n} ${state}`).join(", ");
-    const took = ms(performance.now() - started);
-    table.setOutcome(group, "ok", `${DONE_LABEL[action]} all: ${parts} (${took})`);
+    table.setOutcome(group, "ok", `${DONE_LABEL[action]} all: ${parts} (${took()})`);
     announce(`${group}: ${DONE_LABEL[action]} all instances: ${parts}`);
-  } catch (err) {
-    table.setOutcome(group, "error", `${action} failed: ${err.message}`);
-    announce(`${group}: ${action} failed: ${err.message}`);
-  } finally {
-    table.setPending(group, null);
-  }
+  });
 }
 
 async function controlAll(action, button) {
