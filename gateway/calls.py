@@ -76,8 +76,7 @@ class Trace:
     result: Answer | Opened | None = None
     first: float | None = None  # a stream's first event sent
     usage: Any = None
-    tail: bytes = b""  # an OpenAI stream's last two pieces
-    _prev: bytes = b""  # the pieces sent last, while a stream goes
+    _prev: bytes = b""  # the two pieces sent last, while a stream goes
     _last: bytes = b""
     _kept: list[bytes] | None = None  # every piece sent, with bodies
     request_body: str | None = None
@@ -112,10 +111,14 @@ class Trace:
             self._kept.append(piece)
 
     def stream_ended(self) -> None:
-        """The stream's last piece went out (or it stopped): keep its tail (and its body)."""
-        self.tail = self._prev + self._last
+        """The stream's last piece went out (or it stopped): with ``bodies``, keep them all."""
         if self.bodies:
             self.keep_response(b"".join(self._kept or ()))
+
+    @property
+    def tail(self) -> bytes:
+        """An OpenAI stream's last two pieces (where its ``usage`` chunk is)."""
+        return self._prev + self._last
 
     def chunks(self, stream: ChatStream) -> _NoteUsage:
         """A translated stream's chunks, passed through, noting the ``usage`` one reports."""

@@ -96,10 +96,6 @@ class RequestRecord:
     request_body: str | None = field(default=None, repr=False)
     response_body: str | None = field(default=None, repr=False)
 
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 400
-
     def row(self) -> Row:
         return row(self.ts, self.route, self.api, self.status, self.stream, self.model_asked,
                    self.model_sent, self.provider, self.tried, self.ttfb_ms, self.total_ms,
