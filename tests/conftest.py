@@ -17,6 +17,18 @@ from support.toolchains import shared_state
 
 from supervisor.config import Config
 
+#: Tests that use the demo's fixed ports (7999, 8000-8013) or assert that nothing listens on
+#: 7999: under pytest-xdist they all run in one worker, one after another.
+FIXED_PORTS = ("test_demo.py", "test_dashboard.py", "test_wheel.py",
+               "test_cli.py::test_control_commands_exit_3")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the group into the node id
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(name in item.nodeid for name in FIXED_PORTS):
+            item.add_marker(pytest.mark.xdist_group("fixed_ports"))
+
 
 @pytest.fixture(autouse=True)
 def _no_child_outlives_its_test(request: pytest.FixtureRequest) -> Iterator[None]:
