@@ -109,7 +109,8 @@ async def stream_answer(gateway: Gateway, opened: Opened, receive: Receive, send
             (PIN_HEADER, opened.served.encode())]
     events = gateway.proxy.sse(opened)
     try:
-        await pass_through(receive, send, opened.response.status, head, events, trace)
+        await pass_through(receive, send, opened.response.status, head, events, trace,
+                           opened.finished)
     finally:
         await events.aclose()  # closes the upstream if the stream was under way
         opened.finish(Outcome.CANCELLED)  # a no-op if it finished already (or never began)

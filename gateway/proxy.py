@@ -217,19 +217,29 @@ class Proxy:
         """The stream's bytes as they arrive, each piece ending at an event boundary.
 
         If the provider fails, raises StreamBroken, or with ``error_event`` ends with an SSE
-        ``error`` event instead (and no ``[DONE]``). Always finishes ``opened``.
+        ``error`` event instead (and no ``[DONE]``). Always finishes ``opened``; when the
+        provider's stream is known to be over before its last piece is yielded (it had
+        arrived whole, as a short answer does), ``opened`` is finished (``ok``) before that
+        piece goes, so the piece can be sent as the answer's last (:func:`pass_through`'s
+        ``over``: its chunked end in the same write).
         """
         outcome, pending = Outcome.CANCELLED, opened.first
         failure: Failure | None = None
         deadline = Deadline.after(self.read_timeout, "no complete event")
+        response = opened.response
         try:
             while True:
                 cut = event_end(pending)
                 if cut:
-                    yield pending[:cut]
-                    pending = pending[cut:]
+                    piece, pending = pending[:cut], pending[cut:]
+                    if not pending and response.ended():
+                        outcome = Outcome.OK
+                        opened.finish(outcome)
+                        yield piece
+                        return
+                    yield piece
                     deadline = Deadline.after(self.read_timeout, "no complete event")
-                piece = await opened.response.next_piece(self.read_timeout, deadline)
+                piece = await response.next_piece(self.read_timeout, deadline)
                 if not piece:
                     break
                 pending = pending + piece if pending else piece

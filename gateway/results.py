@@ -67,6 +67,10 @@ class Opened:
         """Who answered, as the client and the log see it (``node-2/ZtoApi`` via a node)."""
         return served(self.backend, self.inner)
 
+    def finished(self) -> bool:
+        """Whether :meth:`finish` was called (the stream is over: nothing more will come)."""
+        return self.outcome is not None
+
     def finish(self, outcome: Outcome, failure: Failure | None = None) -> None:
         """Close the upstream response and record the outcome (once; later calls do nothing)."""
         if self.outcome is None:

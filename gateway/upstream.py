@@ -84,6 +84,11 @@ class UpstreamResponse:
         """The first value of a header (``name`` in lower case)."""
         return next((v for n, v in self.headers if n == name), None)
 
+    def ended(self) -> bool:
+        """The body ended cleanly and every byte of it was taken: the next piece is ``b""``."""
+        conn = self._conn
+        return conn.complete and not conn.pieces and conn.error is None
+
     async def next_piece(self, timeout: float, deadline: Deadline | None = None) -> bytes:
         """The body bytes that arrived since the last call (waiting up to ``timeout`` for
         some, and not past ``deadline``); ``b""`` at the end. Raises :class:`StreamBroken` if
