@@ -83,6 +83,9 @@ class Connection(asyncio.Protocol):
         if not self.headers_done and self.head_bytes > MAX_HEAD_BYTES:
             self._fail(MalformedAnswer(f"response head over {MAX_HEAD_BYTES} bytes"))
             self.abort()
+        # once a read, not in each callback: httptools calls on_body for every chunk of a
+        # chunked body, and a provider's stream has a chunk per event (a dozen in one read)
+        self._wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -115,20 +118,18 @@ class Connection(asyncio.Protocol):
         self.status = self.parser.get_status_code()
         self.keep_alive = self.parser.should_keep_alive()  # only meaningful until the body
         self.headers_done = True
-        self._wake()
 
     def on_body(self, body: bytes) -> None:
         self.pieces.append(body)
-        self.buffered += len(body)
-        self.body_bytes += len(body)
+        size = len(body)
+        self.buffered += size
+        self.body_bytes += size
         if self.buffered > HIGH_WATER and not self.paused and self.transport is not None:
             self.paused = True
             self.transport.pause_reading()
-        self._wake()
 
     def on_message_complete(self) -> None:
         self.complete = True
-        self._wake()
 
     # -- used by Upstream / UpstreamResponse --------------------------------------------------
     def _close_delimited(self) -> bool:

@@ -43,6 +43,27 @@ def test_an_event_split_across_crlf_pieces_is_judged_whole() -> None:
     assert held.feed(event[20:])
 
 
+@pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
+def test_every_cut_of_a_stream_into_two_pieces_commits_at_the_content_event(
+        newline: bytes) -> None:
+    """However the bytes come, the stream commits on the piece that completes its first content
+    event, never earlier; events are judged one by one, so the role chunk (``data:`` with no
+    space, a comment line before it) is held and the error chunk after the content is never
+    judged."""
+    events = [b": keep-alive", b'data:{"choices": [{"delta": {"role": "assistant"}}]}',
+              b'data: {"choices": [{"delta": {"content": "x"}}]}',
+              b'data: {"error": {"message": "after the commit: not judged"}}', b"data: [DONE]"]
+    stream = b"".join(e + newline + newline for e in events)
+    content_end = stream.index(b'"x"') + stream[stream.index(b'"x"'):].index(newline * 2)
+    for cut in range(1, len(stream)):
+        held = Held(NO_PATTERNS, 1 << 20)
+        first, second = held.feed(stream[:cut]), None
+        if not first:
+            second = held.feed(stream[cut:])
+        committed_first = cut >= content_end + 2 * len(newline)
+        assert (first, second) == ((True, None) if committed_first else (False, True)), cut
+
+
 def test_content_holding_a_raw_line_separator_character_commits_the_stream() -> None:
     """JSON may hold U+2028 (and U+0085, U+000B …) raw in a string; SSE lines end only at CR
     and LF, so such a chunk is one data line, its JSON whole."""
