@@ -300,8 +300,11 @@ def run(seconds: float, folder: Path, strategies: list[str],
         floor_report(rows)
         httpx.put(url + "/config", json={"strategy": "round_robin"},
                   headers={"X-Unigw-Client": "bench"})
-        stream_report(ports[0], int(url.rsplit(":", 1)[1]), seconds, stream_clients,
-                      floors[BARE][1])
+        gateway_port = int(url.rsplit(":", 1)[1])
+        servers = {ports[0]: psutil.Process(echoes[0].pid), gateway_port: gw,
+                   floors[BARE][1]: psutil.Process(floors[BARE][0].pid)}
+        stream_report(ports[0], gateway_port, seconds, stream_clients, floors[BARE][1],
+                      servers)
         print(f"\ngateway peak RSS: {peak_rss(gateway.pid) / 2**20:.1f} MiB")
         log_report(log_cost(seconds, folder, ports, lua))
     finally:
@@ -391,23 +394,30 @@ def floor_report(rows: list[Row]) -> None:
 
 def stream_report(echo_port: int, gateway_port: int, seconds: float,
                   stream_clients: tuple[int, ...] = (16, 1), bare_port: int | None = None,
-                  ) -> None:
+                  servers: dict[int, psutil.Process] | None = None) -> None:
     """Streams' time to first content at 16 clients (the issue's measure) and at 1 (no
     queueing): the same moment on every path (see the module docstring); the bare proxy of
-    :mod:`bench_floor` too, when ``bare_port`` is given."""
+    :mod:`bench_floor` too, when ``bare_port`` is given. ``servers`` (by port) are the
+    processes whose CPU per stream is shown: on 2 cores at 16 clients the client, the echoes
+    and the proxy share the CPU, so a proxy's CPU per stream is most of what it adds."""
     paths = [("echo direct", echo_port), ("gateway", gateway_port)]
     if bare_port is not None:
         paths.insert(1, (BARE, bare_port))
+    servers = servers or {}
     for clients in stream_clients:
         head = f"streams, {clients} client{'s' if clients > 1 else ''}"
-        print(f"\n{head:<32} {'TTFC p50 ms':>12} {'TTFC p99 ms':>12} {'streams':>8}")
+        print(f"\n{head:<32} {'TTFC p50 ms':>12} {'TTFC p99 ms':>12} {'streams':>8} "
+              f"{'CPU ms/stream':>14}")
         base = None
         for label, port in paths:
             ttfb(port, clients, 0.5)  # warm-up
+            before = cpu_seconds(servers.get(port))
             p50, p99, n = ttfb(port, clients, seconds)
+            cpu = (cpu_seconds(servers.get(port)) - before) * 1000 / max(n, 1)
+            shown = f"{cpu:>14.3f}" if port in servers else f"{'':>14}"
             extra = "" if base is None else f"   ({p50 - base:+.3f} ms p50)"
             base = p50 if base is None else base
-            print(f"{label:<32} {p50:>12.3f} {p99:>12.3f} {n:>8}{extra}")
+            print(f"{label:<32} {p50:>12.3f} {p99:>12.3f} {n:>8} {shown}{extra}")
 
 
 def main(argv: list[str] | None = None) -> int:
