@@ -10,10 +10,9 @@ call sends, the direct ones too), then measures with ``wrk`` (Debian: ``apt-get 
   and the gateway with each strategy: requests/s, p50 and p99 latency, errors, and the
   gateway's CPU milliseconds per request (its process's CPU time over the run / requests);
 * streams at 16 clients (and at 1), directly and through the gateway: time to first content
-  p50 / p99, measured by a small asyncio client (in its own process) that stops the clock at the
-  first chunk carrying content. Not the first body byte: a provider's stream begins with a
-  role-only chunk, which the gateway holds until content comes (it judges a stream by its first
-  content), so the first byte would time different things on the two paths;
+  p50 / p99 (:mod:`bench_ttfc`: a small asyncio client in its own process that stops the clock
+  at the first chunk carrying content, not at the first byte) and the CPU per stream of the
+  process that serves each path;
 * the request log's cost: the gateway (round_robin, 64 clients) with ``request_log`` on and
   off, run back to back twice (the machine is noisy), its CPU milliseconds per call each time;
 * the gateway's peak resident memory;
@@ -42,7 +41,6 @@ about two and a half, curve three and a half: starting 100 echo providers alone 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import os
@@ -67,21 +65,18 @@ import bench_curve  # noqa: E402
 import bench_floor  # noqa: E402
 import bench_streams  # noqa: E402
 import bench_supervisor  # noqa: E402
+import bench_ttfc  # noqa: E402
+from bench_ttfc import KEY, cpu_seconds  # noqa: E402
 
 from gateway.strategies import STRATEGIES  # noqa: E402
 
 BODY = json.dumps({"model": "echo-1", "messages": [
     {"role": "user", "content": "hello from the benchmark, echo this back please"}]})
-STREAM_BODY = json.dumps({"model": "echo-1", "stream": True, "messages": [
-    {"role": "user", "content": "one two three four five six seven eight"}]}).encode()
-KEY = "bench-key"  # the gateway's key: every call sends it, so the key check is measured
 LUA = """wrk.method = "POST"
 wrk.body = [[%s]]
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer """ + KEY + """"
 """
-# the first chunk of a chat stream that carries content (the echo's JSON is compact)
-FIRST_CONTENT = re.compile(rb'"(?:content|text)":"[^"]')
 
 
 @dataclass
@@ -185,13 +180,6 @@ def wrk(url: str, clients: int, seconds: float, lua: Path,
     return requests, p50, p99, errors + (int(non2xx.group(1)) if non2xx else 0)
 
 
-def cpu_seconds(proc: psutil.Process | None) -> float:
-    if proc is None:
-        return 0.0
-    times = proc.cpu_times()
-    return times.user + times.system
-
-
 def measure(target: str, url: str, clients: int, seconds: float, lua: Path,
             gateway: psutil.Process | None) -> Row:
     wrk(url, clients, 1, lua)  # warm the connections and the caches
@@ -199,66 +187,6 @@ def measure(target: str, url: str, clients: int, seconds: float, lua: Path,
     requests, p50, p99, errors = wrk(url, clients, seconds, lua)
     cpu = (cpu_seconds(gateway) - before) * 1000 / max(requests, 1) if gateway else None
     return Row(target, clients, requests / seconds, p50, p99, errors, cpu)
-
-
-# -- streams: time to first content ---------------------------------------------------------------
-
-async def _chunk(reader: asyncio.StreamReader) -> bytes:
-    """One chunk of a chunked body (``b""``: the last)."""
-    size = int((await reader.readuntil(b"\r\n"))[:-2], 16)
-    return (await reader.readexactly(size + 2))[:-2]
-
-
-async def _ttfb_worker(port: int, until: float, out: list[float]) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            f"Authorization: Bearer {KEY}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(STREAM_BODY)}\r\n\r\n").encode()
-    while time.perf_counter() < until:
-        started = time.perf_counter()
-        writer.write(head + STREAM_BODY)
-        await reader.readuntil(b"\r\n\r\n")  # status line and headers
-        seen, timed = b"", False
-        while chunk := await _chunk(reader):  # up to the last chunk
-            if not timed:
-                seen += chunk
-                if FIRST_CONTENT.search(seen):  # the first content: stop the clock
-                    out.append(time.perf_counter() - started)
-                    timed = True
-        if not timed:
-            raise RuntimeError(f"a stream from port {port} ended with no content: {seen[:200]!r}")
-    writer.close()
-
-
-async def _ttfb(port: int, clients: int, seconds: float) -> list[float]:
-    out: list[float] = []
-    until = time.perf_counter() + seconds
-    await asyncio.gather(*(_ttfb_worker(port, until, out) for _ in range(clients)))
-    return out
-
-
-def ttfb_child(port: int, clients: int, seconds: float) -> None:
-    """Run in a subprocess: print [p50 ms, p99 ms, samples] of the streams' time to first
-    content as JSON."""
-    try:
-        import uvloop
-        samples = uvloop.run(_ttfb(port, clients, seconds))
-    except ImportError:
-        samples = asyncio.run(_ttfb(port, clients, seconds))
-    samples.sort()
-
-    def pick(q: float) -> float:
-        return samples[min(len(samples) - 1, int(q * len(samples)))] * 1000
-
-    print(json.dumps([pick(0.5), pick(0.99), len(samples)]))
-
-
-def ttfb(port: int, clients: int, seconds: float) -> tuple[float, float, int]:
-    """(p50 ms, p99 ms, samples) of streams' time to first content, from a separate process."""
-    argv = [sys.executable, __file__, "--ttfb-child", str(port), str(clients), str(seconds)]
-    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
-    p50, p99, n = json.loads(out)
-    return p50, p99, n
 
 
 # -- the run ---------------------------------------------------------------------------------------
@@ -303,8 +231,8 @@ def run(seconds: float, folder: Path, strategies: list[str],
         gateway_port = int(url.rsplit(":", 1)[1])
         servers = {ports[0]: psutil.Process(echoes[0].pid), gateway_port: gw,
                    floors[BARE][1]: psutil.Process(floors[BARE][0].pid)}
-        stream_report(ports[0], gateway_port, seconds, stream_clients, floors[BARE][1],
-                      servers)
+        bench_ttfc.stream_report(ports[0], gateway_port, seconds, stream_clients,
+                                 [(BARE, floors[BARE][1])], servers)
         print(f"\ngateway peak RSS: {peak_rss(gateway.pid) / 2**20:.1f} MiB")
         log_report(log_cost(seconds, folder, ports, lua))
     finally:
@@ -392,34 +320,6 @@ def floor_report(rows: list[Row]) -> None:
               f"{gateway - bare:+.3f} = {gateway:.3f} ms")
 
 
-def stream_report(echo_port: int, gateway_port: int, seconds: float,
-                  stream_clients: tuple[int, ...] = (16, 1), bare_port: int | None = None,
-                  servers: dict[int, psutil.Process] | None = None) -> None:
-    """Streams' time to first content at 16 clients (the issue's measure) and at 1 (no
-    queueing): the same moment on every path (see the module docstring); the bare proxy of
-    :mod:`bench_floor` too, when ``bare_port`` is given. ``servers`` (by port) are the
-    processes whose CPU per stream is shown: on 2 cores at 16 clients the client, the echoes
-    and the proxy share the CPU, so a proxy's CPU per stream is most of what it adds."""
-    paths = [("echo direct", echo_port), ("gateway", gateway_port)]
-    if bare_port is not None:
-        paths.insert(1, (BARE, bare_port))
-    servers = servers or {}
-    for clients in stream_clients:
-        head = f"streams, {clients} client{'s' if clients > 1 else ''}"
-        print(f"\n{head:<32} {'TTFC p50 ms':>12} {'TTFC p99 ms':>12} {'streams':>8} "
-              f"{'CPU ms/stream':>14}")
-        base = None
-        for label, port in paths:
-            ttfb(port, clients, 0.5)  # warm-up
-            before = cpu_seconds(servers.get(port))
-            p50, p99, n = ttfb(port, clients, seconds)
-            cpu = (cpu_seconds(servers.get(port)) - before) * 1000 / max(n, 1)
-            shown = f"{cpu:>14.3f}" if port in servers else f"{'':>14}"
-            extra = "" if base is None else f"   ({p50 - base:+.3f} ms p50)"
-            base = p50 if base is None else base
-            print(f"{label:<32} {p50:>12.3f} {p99:>12.3f} {n:>8} {shown}{extra}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -434,12 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", type=int,
                         help="open streams in the streams part (default 10,000, --quick 1,000); "
                         "asked for, they are run even past the gateway's file descriptor limit")
-    parser.add_argument("--ttfb-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.ttfb_child:
-        port, clients, seconds = args.ttfb_child
-        ttfb_child(int(port), int(clients), float(seconds))
-        return 0
     if args.only in (None, "gateway", "curve") and shutil.which("wrk") is None:
         print("bench: wrk is not installed (Debian: apt-get install -y wrk)", file=sys.stderr)
         return 2
