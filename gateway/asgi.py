@@ -150,9 +150,11 @@ async def send_error(send: Send, exc: GatewayError, envelope: Envelope = OPENAI)
 
 
 class _Watch:
-    """``async with _Watch(receive)``: the current task is cancelled when the client
-    disconnects, and that cancellation (only that one) ends the block quietly, with ``gone``
-    set. :meth:`stop` ends the watch early (a disconnect no longer matters).
+    """``watch = _Watch(receive).open()``: the current task is cancelled when the client
+    disconnects; in the ``except CancelledError`` of that task, :meth:`left` says whether the
+    cancellation was that one (and takes it back), and :meth:`stop` ends the watch (a
+    disconnect no longer matters), in a ``finally``. Plain calls, no ``async with``: an
+    asynchronous context manager made two coroutines per watch, and a stream has two watches.
 
     The watch begins :data:`WATCH_AFTER_S` into the block (up to :data:`WATCH_TICK_S` later):
     a task reading ``receive`` for each call, created and cancelled, was a tenth of the
@@ -170,16 +172,14 @@ class _Watch:
         self.receive = receive
         self.gone = False
         self.watcher: asyncio.Task[None] | None = None
+        self.watches: _Watches | None = None
 
-    async def __aenter__(self) -> _Watch:
+    def open(self) -> _Watch:
         task = asyncio.current_task()
         assert task is not None
         self.task = task
         loop = task.get_loop()
-        watches = _WATCHES.get(loop)
-        if watches is None:
-            watches = _WATCHES[loop] = _Watches()
-        self.watches: _Watches | None = watches
+        self.watches = watches = _watches(loop)
         watches.add(self, loop)
         return self
 
@@ -200,14 +200,14 @@ class _Watch:
         if self.watcher is not None:
             self.watcher.cancel()
 
-    async def __aexit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                        tb: object) -> bool:
-        self.stop()
-        if kind is not asyncio.CancelledError or not self.gone:
+    def left(self) -> bool:
+        """In a CancelledError: whether the client's leaving cancelled the task. If so the
+        cancellation is taken back, and the request ends normally."""
+        if not self.gone:
             return False
         uncancel = getattr(self.task, "uncancel", None)  # Python 3.11+ counts cancellations
         if uncancel is not None:
-            uncancel()  # the client left: that ends this request normally
+            uncancel()
         return True
 
 
@@ -241,6 +241,20 @@ class _Watches:
 
 _WATCHES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watches] = (
     weakref.WeakKeyDictionary())
+_LAST: list[Any] = [None, None]  # a weak reference to the loop asked for last, and its _Watches
+
+
+def _watches(loop: asyncio.AbstractEventLoop) -> _Watches:
+    """The loop's :class:`_Watches` (the one loop of a gateway, nearly always the last one
+    asked for: a weak reference's call, not the weak dictionary's Python-level lookup)."""
+    ref, watches = _LAST
+    if ref is not None and ref() is loop:
+        return watches  # type: ignore[no-any-return]
+    watches = _WATCHES.get(loop)
+    if watches is None:
+        watches = _WATCHES[loop] = _Watches()
+    _LAST[:] = [weakref.ref(loop), watches]
+    return watches
 
 
 async def unless_gone(receive: Receive, work: Awaitable[T]) -> T:
@@ -250,8 +264,14 @@ async def unless_gone(receive: Receive, work: Awaitable[T]) -> T:
     Call it once the whole body was received: from then on ``receive`` returns only at the
     disconnect.
     """
-    async with _Watch(receive):
+    watch = _Watch(receive).open()
+    try:
         return await work
+    except asyncio.CancelledError:
+        if not watch.left():
+            raise
+    finally:
+        watch.stop()
     raise ClientGone("the client disconnected before its answer")
 
 
@@ -277,7 +297,8 @@ async def pass_through(receive: Receive, send: Send, status: int, head: list[tup
 
     The caller closes the upstream behind ``events`` in its own ``finally``.
     """
-    async with _Watch(receive) as watch:
+    watch = _Watch(receive).open()
+    try:
         await send({"type": "http.response.start", "status": status, "headers": head})
         try:
             async for data in events:
@@ -291,3 +312,8 @@ async def pass_through(receive: Receive, send: Send, status: int, head: list[tup
             notes.stream_ended()
         watch.stop()  # from here a disconnect no longer matters
         await send({"type": "http.response.body", "body": b""})
+    except asyncio.CancelledError:
+        if not watch.left():
+            raise
+    finally:
+        watch.stop()
