@@ -220,13 +220,7 @@ class Held:
 
     def _judge(self, event: bytes) -> bool:
         """True if ``event`` commits the stream, False to hold it; raises if it failed."""
-        name: str | None
-        payload: str | None
-        if event[:5] == b"data:" and not self._cr and b"\n" not in event:  # one data line
-            name = None
-            payload = event[6 if event[5:6] == b" " else 5:].decode("utf-8", "replace")
-        else:
-            name, payload = _parse_event(event)
+        name, payload = _parse_event(event)
         if name == "error":
             raise BadAnswer(f"error event: {_event_error(payload)}", said_error=True)
         if payload is None:
@@ -267,7 +261,10 @@ def _parse_event(event: bytes) -> tuple[str | None, str | None]:
 
     Its lines end at CR, LF or CRLF only, as SSE says (``bytes.splitlines``): a text's
     splitlines would also cut at U+2028 and other characters that a JSON string may hold raw.
+    The common event, one ``data:`` line, is read without splitting it into lines.
     """
+    if event[:5] == b"data:" and b"\n" not in event and b"\r" not in event:
+        return None, event[6 if event[5:6] == b" " else 5:].decode("utf-8", "replace")
     name, data = None, []
     for line in event.splitlines():
         field, _, value = line.partition(b":")
