@@ -300,18 +300,18 @@ async def pass_through(receive: Receive, send: Send, status: int, head: list[tup
     watch = _Watch(receive).open()
     try:
         await send({"type": "http.response.start", "status": status, "headers": head})
+        last = b""  # the answer's last body: empty, or the piece the source ended with
         try:
             async for data in events:
                 notes.sent(data)
                 if over is not None and over():
-                    watch.stop()
-                    await send({"type": "http.response.body", "body": data})
-                    return
+                    last = data
+                    break
                 await send({"type": "http.response.body", "body": data, "more_body": True})
         finally:
             notes.stream_ended()
         watch.stop()  # from here a disconnect no longer matters
-        await send({"type": "http.response.body", "body": b""})
+        await send({"type": "http.response.body", "body": last})
     except asyncio.CancelledError:
         if not watch.left():
             raise
