@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import Any
 
 import pytest
 from starlette.routing import Mount, Route
+from support.asgi import http_scope
 from support.echo import EchoProc, start_echo
 
 from gateway.app import create_app
@@ -77,11 +77,7 @@ async def call(app: Any, port: int, case: Case) -> Answer:
     """``case`` sent to ``app`` as uvicorn would (path percent-decoded), the answer collected."""
     host = [(b"host", b"127.0.0.1:%d" % port)] if all(
         k != b"host" for k, _ in case.headers) else []
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": case.method, "scheme": "http", "path": urllib.parse.unquote(case.path),
-             "raw_path": case.path.encode(), "query_string": case.query, "root_path": "",
-             "headers": [*host, *case.headers], "client": ("127.0.0.1", 40000),
-             "server": ("127.0.0.1", port), "state": {}}
+    scope = http_scope(case.method, case.path, port, [*host, *case.headers], case.query)
     pieces, done = list(case.pieces), asyncio.Event()
 
     async def receive() -> dict[str, Any]:

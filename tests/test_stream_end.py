@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from support.asgi import http_scope
 from support.replay import ROLE, Bench, Replay, chunk
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -30,14 +31,9 @@ async def stream_messages(bench: Bench, provider: str) -> list[dict[str, Any]]:
     """The ASGI messages the gateway sends for one streamed chat pinned to ``provider``."""
     body = json.dumps(BODY).encode()
     port = bench.config.gateway.port
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-             "method": "POST", "scheme": "http", "path": "/v1/chat/completions",
-             "raw_path": b"/v1/chat/completions", "query_string": b"", "root_path": "",
-             "server": ("127.0.0.1", port), "client": ("127.0.0.1", 50000),
-             "headers": [(b"host", b"127.0.0.1:%d" % port),
-                         (b"content-type", b"application/json"),
-                         (b"content-length", b"%d" % len(body)),
-                         (b"x-unigw-provider", provider.encode())]}
+    scope = http_scope("POST", "/v1/chat/completions", port, [
+        (b"host", b"127.0.0.1:%d" % port), (b"content-type", b"application/json"),
+        (b"content-length", b"%d" % len(body)), (b"x-unigw-provider", provider.encode())])
     sent: list[dict[str, Any]] = []
     messages = [{"type": "http.request", "body": body, "more_body": False}]
 
