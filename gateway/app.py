@@ -27,12 +27,13 @@ from gateway.asgi import send_error
 from gateway.calls import Calls, Trace
 from gateway.canary import Canary, CanarySettings
 from gateway.control import Guard, OriginDoor
+from gateway.ejection import OutlierPolicy
 from gateway.errors import AttemptFailed, GatewayError, NotFound, envelope_of, handle_error
 from gateway.proxy import Proxy
 from gateway.requestlog import LogSettings, RequestLog
 from gateway.results import ChatResult, ChatStream
 from gateway.routes import HotPaths, routes
-from gateway.routing import Backend, OutlierPolicy, Router, RoutingSettings
+from gateway.routing import Backend, Router, RoutingSettings
 from gateway.rows import ProviderRow
 from gateway.server import server_config
 from gateway.stats import Stats

@@ -18,10 +18,11 @@ failover crosses providers that name the model differently. Strategies route a g
 group name (``gateway.routes`` is keyed by it), and ``/v1/models`` (:meth:`Router.model_list`)
 lists a group once. A group none of whose members any provider lists is an unknown model.
 
-Outlier ejection (:class:`OutlierPolicy`) reacts to each failure's class. ``unreachable``,
-``timeout`` and ``upstream_error`` take a provider out of rotation after ``eject_after``
-consecutive failures, for ``eject_base`` seconds doubling (up to ``eject_max``) while it keeps
-failing. ``rate_limited`` cools it at once for its ``Retry-After`` (``eject_base`` without one).
+Outlier ejection (:class:`gateway.ejection.OutlierPolicy`) reacts to each failure's class.
+``unreachable``, ``timeout`` and ``upstream_error`` take a provider out of rotation after
+``eject_after`` consecutive failures, for ``eject_base`` seconds doubling (up to ``eject_max``)
+while it keeps failing. ``rate_limited`` cools it at once for its ``Retry-After`` (``eject_base``
+without one).
 ``auth_failed`` (its key, or the secret behind it, is wrong or expired) takes it out until the
 router sees that changed: its key in the view differs, or its process restarted after the
 failure (its status row's ``uptime_s`` is younger than the failure, or the router saw it leave
@@ -38,8 +39,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gateway.errors import BadRequest, FailureClass, NoProviderReady, NotFound
-from gateway.stats import Failure, Outcome, ProviderStats, Stats
+from gateway.errors import BadRequest, NoProviderReady, NotFound
+from gateway.stats import ProviderStats, Stats
 from gateway.upstream import Origin
 from supervisor.config import GatewayConfig
 from supervisor.view import ProviderInfo, ProviderView
@@ -373,36 +374,3 @@ class Router:
             raise NotFound(f"provider {name!r} does not serve model {model!r}; it serves: "
                            f"{', '.join(backend.models)}", code="model_not_found")
         return Plan(model, (backend,), None)
-
-
-@dataclass(frozen=True)
-class OutlierPolicy:
-    """Ejects a failing provider for a growing cool-down; a hook for :class:`Stats`."""
-
-    after: int = 3
-    base: float = 5.0
-    cap: float = 120.0
-
-    @classmethod
-    def of(cls, gw: GatewayConfig) -> OutlierPolicy:
-        return cls(gw.eject_after, gw.eject_base, gw.eject_max)
-
-    def __call__(self, stats: ProviderStats, outcome: Outcome, now: float,
-                 retry_after: float | None, failure: Failure | None = None) -> None:
-        if outcome is Outcome.OK:
-            stats.ejections = 0
-            if stats.auth_blocked:
-                stats.unblock()  # a panic-mode try got through: its key works again
-            return
-        if outcome is not Outcome.FAIL:
-            return
-        kind = failure.kind if failure is not None else None
-        if kind is FailureClass.AUTH_FAILED:
-            stats.block(now)
-            return
-        if retry_after or kind is FailureClass.RATE_LIMITED:
-            stats.ejected_until = max(stats.ejected_until, now + (retry_after or self.base))
-        if stats.consecutive_failures >= self.after and now >= stats.ejected_until:
-            seconds = min(self.base * 2**stats.ejections, self.cap)
-            stats.ejections += 1
-            stats.ejected_until = now + seconds

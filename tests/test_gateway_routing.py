@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from gateway.app import check_bind
+from gateway.ejection import OutlierPolicy
 from gateway.errors import (
     BadStatus,
     ConnectFailed,
@@ -19,7 +20,7 @@ from gateway.errors import (
     ProviderTimeout,
     all_failed,
 )
-from gateway.routing import OutlierPolicy, Router, RoutingSettings
+from gateway.routing import Router, RoutingSettings
 from gateway.stats import Outcome, Stats
 from gateway.strategies import PickContext, make
 from supervisor.config import loads
