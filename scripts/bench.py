@@ -9,7 +9,7 @@ call sends, the direct ones too), then measures with ``wrk`` (Debian: ``apt-get 
 * non-streaming chat calls at 1 and 64 concurrent clients, one echo provider called directly
   and the gateway with each strategy: requests/s, p50 and p99 latency, errors, and the
   gateway's CPU milliseconds per request (its process's CPU time over the run / requests);
-* streams at 16 clients (and at 1), directly and through the gateway: time to first content
+* streams at 16, 4 and 1 clients, directly and through the gateway: time to first content
   p50 / p99 (:mod:`bench_ttfc`: a small asyncio client in its own process that stops the clock
   at the first chunk carrying content, not at the first byte) and the CPU per stream of the
   process that serves each path;
@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     strategies = list(STRATEGIES)[:2] if args.quick else list(STRATEGIES)
     with tempfile.TemporaryDirectory(prefix="unigw-bench-") as folder:
         if args.only in (None, "gateway"):
-            run(seconds, Path(folder), strategies, (16,) if args.quick else (16, 1),
+            run(seconds, Path(folder), strategies, (16,) if args.quick else (16, 4, 1),
                 args.log_only)
         if args.log_only:
             return 0

@@ -92,27 +92,31 @@ def stream_report(echo_port: int, gateway_port: int, seconds: float,
                   stream_clients: tuple[int, ...] = (16, 1),
                   floors: list[tuple[str, int]] | None = None,
                   servers: dict[int, psutil.Process] | None = None) -> None:
-    """Streams' time to first content at 16 clients (the issue's measure) and at 1 (no
-    queueing), directly, through each of ``floors`` (label, port: the bare proxy of
-    :mod:`bench_floor`) and through the gateway. ``servers`` (by port) are the processes whose
-    CPU per stream is shown: on 2 cores at 16 clients the client, the echoes and the proxy
-    share the CPU, so a proxy's CPU per stream is most of what it adds."""
+    """Streams' time to first content at each of ``stream_clients`` (16 is the issue's
+    measure; 1 has no queueing), directly, through each of ``floors`` (label, port: the bare
+    proxy of :mod:`bench_floor`) and through the gateway. ``servers`` (by port) are the
+    processes whose CPU per stream is shown. "cores busy" is the whole machine's over the
+    run: once it nears 100%, the client, the echoes and the proxy queue for the same cores,
+    and the time to first content is the CPU per stream of all of them times the clients per
+    core (PROFILE.md), so a proxy's CPU per stream, not its latency, is what it adds."""
     paths = [("echo direct", echo_port), *(floors or []), ("gateway", gateway_port)]
     servers = servers or {}
     for clients in stream_clients:
         head = f"streams, {clients} client{'s' if clients > 1 else ''}"
         print(f"\n{head:<32} {'TTFC p50 ms':>12} {'TTFC p99 ms':>12} {'streams':>8} "
-              f"{'CPU ms/stream':>14}")
+              f"{'CPU ms/stream':>14} {'cores busy':>10}")
         base = None
         for label, port in paths:
             ttfb(port, clients, 0.5)  # warm-up
             before = cpu_seconds(servers.get(port))
+            psutil.cpu_percent()  # from here: the whole machine's busy share over the run
             p50, p99, n = ttfb(port, clients, seconds)
+            busy = psutil.cpu_percent()
             cpu = (cpu_seconds(servers.get(port)) - before) * 1000 / max(n, 1)
             shown = f"{cpu:>14.3f}" if port in servers else f"{'':>14}"
             extra = "" if base is None else f"   ({p50 - base:+.3f} ms p50)"
             base = p50 if base is None else base
-            print(f"{label:<32} {p50:>12.3f} {p99:>12.3f} {n:>8} {shown}{extra}")
+            print(f"{label:<32} {p50:>12.3f} {p99:>12.3f} {n:>8} {shown} {busy:>9.0f}%{extra}")
 
 
 def cpu_seconds(proc: psutil.Process | None) -> float:
