@@ -66,7 +66,10 @@ def authorize(keys: tuple[bytes, ...], headers: Headers, query_key: bytes | None
             tokens.append(value[7:] if value[:7].lower() == b"bearer " else value)
     if any(hmac.compare_digest(token, key) for token in tokens for key in keys):
         return
-    raise Unauthorized("a gateway API key is required: send 'Authorization: Bearer KEY'")
+    if bearer is None and not tokens:
+        raise Unauthorized("a gateway API key is required: send it as 'Authorization: Bearer "
+                           "KEY', 'x-api-key: KEY' or 'x-goog-api-key: KEY'")
+    raise Unauthorized("the API key sent is not one of the gateway's keys (gateway.api_keys)")
 
 
 async def read_body(headers: Headers, receive: Receive, limit: int) -> bytes:

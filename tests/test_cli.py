@@ -133,6 +133,23 @@ def test_demo_refuses_a_config_file_with_a_usage_error(tmp_path: Path) -> None:
     assert "unigw up -c PATH" in out.stderr and out.stdout == ""
     assert not (tmp_path / ".unigw").exists()  # nothing was started
 
+def test_a_control_command_given_a_missing_config_file_names_it_and_talks_to_nothing(
+        tmp_path: Path) -> None:
+    out = unigw("status", "-c", "nope.yaml", cwd=tmp_path)
+    assert out.returncode == ExitCode.ERROR, (out.stdout, out.stderr)
+    assert "nope.yaml: no such file" in out.stderr and out.stdout == ""
+    assert "127.0.0.1" not in out.stderr  # no instance was looked for at a guessed port
+
+
+def test_a_control_command_with_a_broken_config_and_no_recorded_instance_guesses_no_port(
+        tmp_path: Path) -> None:
+    (tmp_path / "mine.yaml").write_text("providers:\n  - name: [oops\n")
+    out = unigw("stop", "echo", "-c", "mine.yaml", cwd=tmp_path)
+    assert out.returncode == ExitCode.ERROR, (out.stdout, out.stderr)
+    assert "mine.yaml has 1 problem(s), and no running instance is recorded in" in out.stderr
+    assert "127.0.0.1" not in out.stderr
+
+
 def test_unknown_command_is_a_usage_error() -> None:
     assert unigw("frobnicate").returncode == ExitCode.USAGE
 

@@ -73,3 +73,20 @@ def test_unigw_test_exits_3_when_nothing_runs(tmp_path: Path) -> None:
     inst = Instance(tmp_path)
     out = unigw(inst.path, "test")
     assert out.returncode == 3 and "not running" in out.stderr
+
+
+def test_unigw_test_sends_the_gateway_key_when_the_gateway_wants_one(tmp_path: Path) -> None:
+    inst = Instance(tmp_path)
+    inst.gateway["api_keys"] = ["k-one", "k-two"]
+    inst.write()
+    try:
+        assert unigw(inst.path, "up", "-d").returncode == 0
+        until(lambda: all(r["state"] == "ready" for r in inst.rows().values()), 30, "ready")
+        assert httpx.post(inst.url("/v1/test"), json={}).status_code == 401  # a key is needed
+        out = unigw(inst.path, "test")
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert {name: cols[1] for name, cols in columns(out.stdout).items()} == {
+            "a": "serving", "b": "serving"}
+        unigw(inst.path, "down")
+    finally:
+        cleanup(tmp_path)

@@ -71,6 +71,7 @@ class Instance:
     def __init__(self, tmp_path: Path) -> None:
         self.path = tmp_path / "providers.yaml"
         self.gateway_port = free_port()
+        self.gateway: dict[str, Any] = {}  # more gateway settings beside its port
         self.providers = [
             echo("a", free_port(), "--models", "m-a"),
             echo("b", free_port(), "--models", "m-b"),
@@ -79,7 +80,7 @@ class Instance:
 
     def write(self) -> None:
         doc = {
-            "gateway": {"port": self.gateway_port},
+            "gateway": {"port": self.gateway_port, **self.gateway},
             "supervisor": FAST,
             "providers": self.providers,
         }

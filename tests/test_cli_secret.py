@@ -82,6 +82,7 @@ def test_secret_set_starts_the_waiting_provider_and_the_value_leaks_nowhere(
     assert dotenv.read_text() == f"LOCKED_TOKEN={VALUE}\n"
 
     wait(lambda: rows(port)["locked"]["state"] == "ready", 30, "locked started with its secret")
+    assert rows(port)["locked"]["last_error"] is None  # the missing secret is no longer news
     assert "set in .env" in unigw(path, "secret", "list").stdout
 
     # the value is nowhere else: outputs, routes, logs, the state folder

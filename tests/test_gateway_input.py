@@ -101,9 +101,14 @@ def test_gateway_keys_are_required_on_v1_when_configured(tmp_path: Path) -> None
     with Cluster(tmp_path, [("a", ())], api_keys=["sk-gw-1"]) as c:
         url = c.url + "/v1/chat/completions"
         body = {"model": "echo-1", "messages": MSGS}
-        assert envelope(httpx.post(url, json=body), 401)["type"] == "authentication_error"
-        bad = {"Authorization": "Bearer nope"}
-        envelope(httpx.post(url, json=body, headers=bad), 401)
+        missing = envelope(httpx.post(url, json=body), 401)
+        assert missing["type"] == "authentication_error"
+        assert "'Authorization: Bearer KEY', 'x-api-key: KEY' or 'x-goog-api-key" in missing[
+            "message"]
+        for bad in ({"Authorization": "Bearer nope"}, {"x-api-key": "nope"}):
+            wrong = envelope(httpx.post(url, json=body, headers=bad), 401)["message"]
+            assert wrong == "the API key sent is not one of the gateway's keys (gateway.api_keys)"
+            assert "nope" not in wrong
         envelope(httpx.get(c.url + "/v1/models"), 401)
         ok = httpx.post(url, json=body, headers={"Authorization": "Bearer sk-gw-1"})
         assert ok.status_code == 200

@@ -23,6 +23,7 @@ import click
 
 from supervisor.cli.client import ControlError, InstanceClient, NotRunning
 from supervisor.config import Config, ConfigError, load, loads
+from supervisor.proc.instance import running
 
 DEMO_FILE = resources.files("supervisor.demo") / "demo.yaml"
 
@@ -65,17 +66,22 @@ def control_config(path: str) -> Config:
     A providers.yaml broken by an edit must not lock the user out of the instance that runs
     with the previous version: its problems are shown and the default state folder is used.
     """
-    if not Path(path).exists() and path == "providers.yaml":
-        return demo_config()
+    if not Path(path).exists():
+        if path == "providers.yaml":
+            return demo_config()
+        fail(f"{path}: no such file (-c names the providers.yaml of the instance to talk to)")
     try:
         return load(path)
     except ConfigError as exc:
         click.echo("\n".join(exc.problems), err=True)
+        fallback = loads("", Path(path).resolve())
+        if running(fallback.state_dir) is None:  # its port is not known: never guess one
+            fail(f"{path} has {len(exc.problems)} problem(s), and no running instance is "
+                 f"recorded in {fallback.state_dir}")
         click.echo(
-            f"unigw: {path} has problems; looking for the instance in its default state folder",
-            err=True,
-        )
-        return loads("", Path(path).resolve())
+            f"unigw: {path} has problems; talking to the instance recorded in "
+            f"{fallback.state_dir}", err=True)
+        return fallback
 
 
 config_option = click.option(

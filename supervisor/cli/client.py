@@ -32,10 +32,14 @@ class InstanceClient:
         headers = dict(CLIENT_HEADER)
         if gw.admin_key:
             headers["Authorization"] = f"Bearer {gw.admin_key}"
+        # the API routes (/v1/…: `unigw test`'s canary) take a gateway key, not the admin key
+        self._api_auth = {"Authorization": f"Bearer {gw.api_keys[0]}"} if gw.api_keys else None
         self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 
     def request(self, method: str, path: str, **kw: Any) -> Any:
         """One call; returns the JSON answer or raises NotRunning / ControlError."""
+        if self._api_auth is not None and path.startswith("/v1/"):
+            kw["headers"] = {**self._api_auth, **kw.get("headers", {})}
         try:
             resp = self._http.request(method, path, **kw)
         except httpx.TransportError as exc:

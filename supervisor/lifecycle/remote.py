@@ -69,6 +69,7 @@ class RemoteRuntime(ExternalProvider):
     def reconfigure(self, provider: ProviderConfig) -> None:
         """Take a new config (the caller stopped it first)."""
         self.provider = provider
+        self.last_error = None  # it was about the config this one replaces
         self.discovered = ()
         self.shared.on_change()
 

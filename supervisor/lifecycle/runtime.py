@@ -166,6 +166,7 @@ class ProviderRuntime(Lifecycle):
         """Take a new config (the caller stopped it first); settings apply from now on."""
         s = self.shared.settings
         self.provider = provider
+        self.last_error = None  # it was about the config this one replaces
         self.policy = RestartPolicy.from_settings(s)
         self.log.max_bytes, self.log.backups = max(1024, s.log_max_bytes), s.log_backups
         self.log.secrets = tuple(v.encode() for v in provider.secret_values())
