@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +22,8 @@ from support.echo import free_port
 from support.supervisor import FAST, echo
 
 from supervisor.cli.output import STATUS_COLUMNS
+from supervisor.config import load
+from supervisor.proc.instance import running
 
 STATUS_FIELDS = {
     "name",
@@ -120,6 +123,28 @@ def instance(tmp_path: Path) -> Iterator[Instance]:
         unigw(inst.path, "down")  # a no-op (exit 3) when the test stopped it already
     finally:
         cleanup(tmp_path)  # belt and braces: nothing survives a failed test
+
+
+def test_up_d_again_says_one_is_running_and_starts_nothing(instance: Instance) -> None:
+    first = running(load(instance.path).state_dir)
+    assert first is not None
+    out = unigw(instance.path, "up", "-d")
+    assert out.returncode == 1, out.stdout
+    assert "unigw is already running (pid" in out.stderr and "unigw down" in out.stderr
+    assert "running in the background" not in out.stdout
+    again = running(load(instance.path).state_dir)  # the first instance, untouched
+    assert again is not None and again.pid == first.pid and again.alive
+
+
+def test_up_d_with_the_gateway_port_taken_says_by_what(tmp_path: Path) -> None:
+    inst = Instance(tmp_path)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", inst.gateway_port))
+        holder.listen()
+        out = unigw(inst.path, "up", "-d")
+    assert out.returncode == 1, out.stdout
+    assert f"gateway: port {inst.gateway_port}" in out.stderr, out.stderr
+    assert not (load(inst.path).state_dir / "unigw.log").exists()  # nothing was started
 
 
 def test_status_json_is_get_providers_with_every_field(instance: Instance) -> None:

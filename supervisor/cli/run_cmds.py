@@ -47,7 +47,18 @@ def _serve(
 
 
 def _detach(argv: list[str], config: Config, timeout: float = 120.0) -> None:
-    """Start ``unigw`` again in the background and return once its gateway answers."""
+    """Start ``unigw`` again in the background and return once its gateway answers.
+
+    The checks that would stop it (an instance already running, the gateway's port taken) run
+    here first, so they are said here rather than in the log; and the answer waited for must
+    come from the child itself (the instance it records), not from whatever holds the port.
+    """
+    from supervisor.run import RunError, preflight
+
+    try:
+        preflight(config)
+    except RunError as exc:
+        fail(str(exc))
     log_file = config.state_dir / "unigw.log"  # beside logs/, so no provider name clashes
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as out:
@@ -70,13 +81,17 @@ def _detach(argv: list[str], config: Config, timeout: float = 120.0) -> None:
             )
         try:
             httpx.get(url, timeout=1.0)
+        except httpx.TransportError:
+            time.sleep(0.2)
+            continue
+        recorded = instance.running(config.state_dir)
+        if recorded is not None and recorded.pid == child.pid:
             click.echo(
                 f"unigw is running in the background (pid {child.pid}); gateway "
                 f"{url.removesuffix('/health')}/v1; log {log_file}; stop with `unigw down`"
             )
             return
-        except httpx.TransportError:
-            time.sleep(0.2)
+        time.sleep(0.2)
     fail(f"the gateway did not answer within {timeout:.0f}s (pid {child.pid}, log: {log_file})")
 
 
