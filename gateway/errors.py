@@ -145,7 +145,8 @@ class ProviderRejected(GatewayError):
     type, code = "invalid_request_error", "provider_rejected"
 
     def __init__(self, provider: str, status: int, detail: str) -> None:
-        super().__init__(f"provider {provider!r} answered HTTP {status}: {detail}")
+        super().__init__(f"provider {provider!r} answered HTTP {status}: {detail}",
+                         headers={"X-Unigw-Provider": provider})  # the provider's own answer
         self.provider, self.status, self.detail = provider, status, detail
         self.status_code = status
 

@@ -315,6 +315,8 @@ def test_a_providers_400_reaches_each_client_as_400_with_no_failover_and_no_ejec
     with pytest.raises(genai_errors.APIError) as ge:
         ask_gemini(bench, False)
     assert ge.value.code == 400 and "echo: forced status 400" in (ge.value.message or "")
+    for answered in (oa.value.response, an.value.response, ge.value.response):
+        assert answered.headers["x-unigw-provider"] == "first"  # whose verdict it is
     assert second.chats() == answered_before  # no failover
     shown = row(bench, "first")
     assert shown["serving_class"] == "client_error"
