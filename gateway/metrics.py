@@ -100,8 +100,9 @@ def render(reg: CollectorRegistry) -> bytes:
 def _traffic(backends: Sequence[Backend]) -> Iterator[Metric]:
     requests = CounterMetricFamily("unigw_requests", "Attempts sent to each provider.", labels=P)
     errors = CounterMetricFamily(
-        "unigw_errors", "Failed attempts: connect error, timeout, 5xx, 429, or a stream broken "
-        "mid-way.", labels=P)
+        "unigw_errors", "Failed attempts that count against the provider: connect error, "
+        "timeout, 5xx, 429, or a stream broken mid-way; not a client error, nor a request every "
+        "provider failed the same way (unigw_attempts_total counts those too).", labels=P)
     attempts = CounterMetricFamily(
         "unigw_attempts", "Ended attempts at each provider, by outcome (ok or failure class).",
         labels=["provider", "outcome"])

@@ -9,7 +9,9 @@ provider's 400/404/413/422 is the request's fault: it is returned as it is, with
 Nothing has reached the client until it returns, so every retry is safe; after that nothing is
 retried. When every candidate failed, one error names each provider, its failure class and its
 own message; if they all failed the same way (:func:`~gateway.errors.same_failure_everywhere`)
-their failures are excused, not counted against them.
+their failures are excused, not counted against them, unless a different request was excused
+at the same providers with no success since (:meth:`~gateway.stats.ProviderStats.may_excuse`:
+then it is an outage of the site they share, and it counts).
 
 It returns an :class:`Answer` (a whole non-streaming answer: a real 2xx answer or the
 provider's client error) or an :class:`Opened` stream, committed at its first content: the
@@ -110,7 +112,13 @@ class Proxy:
                 except AttemptFailed:
                     continue
             assert failed  # a plan always has a candidate
-            excused = same_failure_everywhere([f.exc for f in failed])
+            if same_failure_everywhere([f.exc for f in failed]):
+                key = _request_key(job)
+                excused = all(f.backend.stats.may_excuse(key) for f in failed)
+                if excused:
+                    when = time.monotonic()
+                    for f in failed:
+                        f.backend.stats.excused = (key, when)
             raise all_failed([(f.backend.name, f.exc) for f in failed], excused=excused)
         finally:
             self._settle(failed, excused)
@@ -316,6 +324,12 @@ class _Failed:
     backend: Backend
     seconds: float
     exc: AttemptFailed
+
+
+def _request_key(job: Job) -> int:
+    """Which request this is, for the poison-request rule: the same bytes, the same key."""
+    raw = job.raw if job.raw is not None else json.dumps(job.body, sort_keys=True).encode()
+    return hash((job.path, raw))
 
 
 def _close(response: UpstreamResponse | None) -> None:

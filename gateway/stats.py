@@ -113,6 +113,18 @@ class ProviderStats:
     # tokens the provider reported, by (model sent, "prompt" | "completion")
     tokens: Counter[tuple[str, str]] = field(default_factory=Counter)
     last_inner: str | None = None  # a unigw node's: the inner provider of its latest answer
+    last_ok_at: float = 0.0  # monotonic time of its latest success
+    excused: tuple[int, float] | None = None  # (request key, when): its latest poison excuse
+
+    def may_excuse(self, key: int) -> bool:
+        """The poison-request rule's second half (:func:`gateway.errors.same_failure_everywhere`
+        is the first): may its failure of the request ``key`` be that request's fault? Not when,
+        since its last success, it was already excused for a *different* request: two requests
+        that every provider fails the same way, with no success in between, are an outage of
+        what they share (one upstream site), not two bad requests. The same request again
+        (a client's retry) stays excused."""
+        last = self.excused
+        return last is None or last[1] < self.last_ok_at or last[0] == key
 
     def serving(self, now: float) -> Serving:
         """What the recent outcomes say (``now`` is ``time.monotonic()``):
@@ -243,6 +255,7 @@ class Stats:
         ok = outcome is Outcome.OK
         stats.recent.append((now, ok))
         if ok:
+            stats.last_ok_at = now
             stats.consecutive_failures = 0
             stats._sample(seconds, now)
             stats.buckets[bisect.bisect_left(BUCKETS, seconds)] += 1

@@ -273,6 +273,44 @@ def test_a_poison_request_does_not_eject_healthy_providers(tmp_path: Path) -> No
         assert plain_text(b) == "hello there"
 
 
+def ask(bench: Bench, text: str) -> openai.InternalServerError:
+    """A plain chat saying ``text`` that every provider fails: the client's 502."""
+    with pytest.raises(openai.InternalServerError) as exc:
+        bench.client().chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": text}])
+    return exc.value
+
+
+def test_an_outage_is_not_a_poison_request_once_two_requests_fail_alike(
+        tmp_path: Path) -> None:
+    down = plain(500, b'{"error": {"message": "upstream site unreachable"}}')
+    providers = {n: Replay(plain=down) for n in ("a", "b", "c")}
+    with Bench(tmp_path, providers, eject_after=2, retries=2) as b:
+        assert "failed this request the same way" in ask(b, "first").message
+        assert "failed this request the same way" in ask(b, "first").message  # a retry of it
+        assert all(b.stats(n).errors == 0 for n in "abc")
+        second = ask(b, "another request")  # no success since: the site they share is down
+        assert "every provider tried failed (3)" in second.message
+        for name in "abc":
+            s = b.stats(name)
+            assert s.errors == 1 and s.last_failure is not None and s.last_failure.blamed
+            assert s.serving(time.monotonic()) is Serving.FAILING
+
+
+def test_a_success_between_two_poison_requests_keeps_both_excused(tmp_path: Path) -> None:
+    poison = plain(500, b'{"error": {"message": "cannot process this content"}}')
+    providers = {n: Replay(plain=poison) for n in ("a", "b")}
+    with Bench(tmp_path, providers, eject_after=1, retries=1) as b:
+        ask(b, "first poison")
+        for replay in providers.values():
+            replay.plain = Replay().plain
+        assert plain_text(b) == "hello there" and plain_text(b) == "hello there"  # both served
+        for replay in providers.values():
+            replay.plain = poison
+        assert "failed this request the same way" in ask(b, "second poison").message
+        assert all(b.stats(n).errors == 0 and b.stats(n).ejected_until == 0 for n in "ab")
+
+
 def test_failures_that_differ_are_not_excused(tmp_path: Path) -> None:
     providers = {"a": Replay(plain=plain(500, b"{}")), "b": Replay(plain=plain(502, b"{}"))}
     with Bench(tmp_path, providers, eject_after=1, retries=1) as b:
