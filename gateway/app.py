@@ -35,6 +35,7 @@ from gateway.results import ChatResult, ChatStream
 from gateway.routes import HotPaths, routes
 from gateway.routing import Backend, Router, RoutingSettings
 from gateway.rows import ProviderRow
+from gateway.scrub import Secrets
 from gateway.server import server_config
 from gateway.stats import Stats
 from gateway.strategies import STRATEGIES, make
@@ -103,6 +104,7 @@ class Gateway:
         self.proxy.error_patterns = {p.name: ErrorPatterns.of(p.error_patterns)
                                      for p in config.providers if p.error_patterns}
         self.canary.settings = CanarySettings.of(config)
+        self.proxy.secrets = Secrets.of(config)
 
     def apply_config(self, config: Config) -> None:
         """Hot reload: routing, keys, limits; strategy and retries if the file changed them."""

@@ -188,6 +188,14 @@ class AttemptFailed(Exception):
     said_error = False
     retry_after: float | None = None
 
+    def scrubbed(self, scrub: Callable[[str], str]) -> AttemptFailed:
+        """This failure with ``scrub`` applied to its texts (:mod:`gateway.scrub`)."""
+        self.args = tuple(scrub(a) if isinstance(a, str) else a for a in self.args)
+        detail = getattr(self, "detail", None)
+        if isinstance(detail, str):
+            self.detail = scrub(detail)
+        return self
+
 
 class ConnectFailed(AttemptFailed):
     kind, failure = "connect error", FailureClass.UNREACHABLE

@@ -7,7 +7,8 @@ the gateway must not pass on, and each is refused here, once, naming the field:
   ``RecursionError``, a 500; shallower but deep bodies would recurse in the translators);
 * a lone UTF-16 surrogate (``"\\ud800"``, or its raw UTF-8 bytes, which ``json.loads`` decodes
   with ``surrogatepass``): it is no text at all, and re-encoding the body as UTF-8 fails;
-* ``NaN``, ``Infinity`` and ``-Infinity``, which are not JSON.
+* ``NaN``, ``Infinity`` and ``-Infinity``, which are not JSON, and numbers past a float's
+  range (``1e999``), which Python reads as infinity and would write back as ``Infinity``.
 
 The checks cost nothing on an ordinary body: the tree is walked only when the bytes could hold
 a problem (more brackets than :data:`MAX_DEPTH`, or a ``\\ud8``-``\\udf`` escape or
@@ -42,6 +43,8 @@ def parse(raw: bytes) -> Any:
     except RecursionError:
         raise InvalidJSON(f"the request body is nested too deeply (at most {MAX_DEPTH} "
                           "levels)") from None
+    except InvalidJSON:
+        raise
     except ValueError as exc:
         raise InvalidJSON(f"the request body is not valid JSON: {exc}") from None
     deep = raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
@@ -57,7 +60,10 @@ def loads(raw: bytes | str) -> Any:
     other than NUL is UTF-8 (what ``json.detect_encoding`` would find, in Python, each call)."""
     if isinstance(raw, bytes):
         raw = raw.decode(_encoding(raw), "surrogatepass")
-    return _PLAIN.decode(raw)
+    try:
+        return _PLAIN.decode(raw)
+    except RecursionError:  # a provider's answer nested past the stack: not JSON we can use
+        raise ValueError("nested too deeply to read") from None
 
 
 def _encoding(raw: bytes) -> str:
@@ -79,7 +85,15 @@ def _no_constant(name: str) -> None:
     raise InvalidJSON(f"the request body is not valid JSON: {name} is not a JSON value")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+def _finite(text: str) -> float:
+    number = float(text)
+    if number in (_INF, -_INF):
+        raise InvalidJSON(f"the request body holds a number out of range: {text[:40]}")
+    return number
+
+
+_INF = float("inf")
+_DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
 _PLAIN = json.JSONDecoder()  # what json.loads uses
 
 

@@ -56,6 +56,7 @@ from gateway.errors import (
 )
 from gateway.results import Answer, ChatResult, ChatStream, Chunks, Job, Opened
 from gateway.routing import Backend, Plan, Router
+from gateway.scrub import Secrets
 from gateway.stats import Failure, Outcome, Stats
 from gateway.strategies import PickContext, Strategy
 from gateway.truth import (
@@ -91,6 +92,7 @@ class Proxy:
         self.first_content_timeout = first_content_timeout
         self.hold_max_bytes = hold_max_bytes
         self.error_patterns: Mapping[str, ErrorPatterns] = error_patterns or {}
+        self.secrets = Secrets()  # masked in what a failing provider says (gateway.scrub)
         self.upstream: Upstream | None = None  # set by the app's lifespan
 
     async def call(self, job: Job) -> Answer | Opened:
@@ -161,7 +163,8 @@ class Proxy:
             if response is not None:
                 response.discard()
             self.stats.release(backend.stats)
-            failed.append(_Failed(backend, time.perf_counter() - started, exc))
+            failed.append(_Failed(backend, time.perf_counter() - started,
+                                  exc.scrubbed(self.secrets.text)))
             raise
         except BaseException:  # cancelled (or a bug): release, record no verdict, re-raise
             _close(response)
@@ -185,8 +188,9 @@ class Proxy:
         inner = _inner(backend, response) if backend.nested else None
         if not 200 <= status < 300:
             body = await response.read(self.read_timeout)
-            if status in CLIENT_ERROR_STATUSES:
-                return Answer(backend, status, content_type, body, model, inner=inner)
+            if status in CLIENT_ERROR_STATUSES:  # passed back as it is, but for any secret
+                return Answer(backend, status, content_type, self.secrets.data(body), model,
+                              inner=inner)
             raise BadStatus(status, provider_message(body), _retry_after(response))
         patterns = self.error_patterns.get(backend.name, NO_PATTERNS)
         if job.stream and not content_type.startswith(WHOLE_TYPES):
@@ -257,6 +261,7 @@ class Proxy:
                 yield pending
             outcome = Outcome.OK
         except StreamBroken as exc:
+            exc.scrubbed(self.secrets.text)
             outcome = Outcome.FAIL
             failure = Failure(exc.failure, str(exc), opened.response.status, time.time())
             if not error_event:

@@ -39,3 +39,25 @@ def test_loads_fails_or_not_where_json_loads_does(raw: bytes) -> None:
         return
     got = jsonio.loads(raw)
     assert json.dumps(got) == json.dumps(expected)  # NaN is not equal to itself
+
+
+def test_loads_of_an_answer_nested_past_the_stack_is_a_value_error_not_a_crash() -> None:
+    deep = b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    with pytest.raises(ValueError, match="nested too deeply"):
+        jsonio.loads(deep)
+
+
+@pytest.mark.parametrize(("raw", "said"), [
+    (b'{"temperature": 1e999}', "a number out of range: 1e999"),
+    (b'{"t": -1E+400}', "a number out of range: -1E+400"),
+    (b'{"a": NaN}', "the request body is not valid JSON: NaN is not a JSON value"),
+])
+def test_parse_refuses_what_would_be_written_back_as_no_json(raw: bytes, said: str) -> None:
+    with pytest.raises(jsonio.InvalidJSON) as exc:
+        jsonio.parse(raw)
+    assert str(exc.value).endswith(said) and str(exc.value).count("not valid JSON") <= 1
+
+
+def test_parse_keeps_ordinary_floats_exactly() -> None:
+    assert jsonio.parse(b'{"t": 0.7, "p": 1e-3, "big": 1.5e308}') == {
+        "t": 0.7, "p": 0.001, "big": 1.5e308}

@@ -56,6 +56,11 @@ def test_a_file_secret_is_stored_as_a_private_file_and_env_names_it(tmp_path: Pa
     ("bad-name", "x", "not a variable name"),
     ("TOKEN", "two\nlines", "one non-empty line"),
     ("TOKEN", "", "one non-empty line"),
+    # each would end the line for the .env reader and set another variable
+    ("TOKEN", "x\u2028GWKEY=pwned", "one non-empty line"),
+    ("TOKEN", "x\x0bGWKEY=pwned", "one non-empty line"),
+    ("TOKEN", "x\x85GWKEY=pwned", "one non-empty line"),
+    ("TOKEN", "x\x1eGWKEY=pwned", "one non-empty line"),
 ])
 def test_store_refuses_what_it_cannot_write_faithfully(tmp_path: Path, name: str, value: str,
                                                        why: str) -> None:

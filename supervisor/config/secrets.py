@@ -42,7 +42,9 @@ def store(dotenv: Path, name: str, value: str, secrets_dir: Path) -> Path | None
         written = secrets_dir / name
         write_private(written, value if value.endswith("\n") else value + "\n")
         value = str(written)
-    if not value or "\n" in value or "\r" in value:
+    # one line as the .env reader splits lines (str.splitlines: also U+2028, \x0b, \x85, …), or
+    # a value could end its line and set another variable, the gateway's key among them
+    if not value or value.splitlines() != [value]:
         raise SecretError(f"{name}: the value must be one non-empty line"
                           + ("" if is_file_secret(name) else
                              " (a name ending in _FILE stores a multi-line file instead)"))
