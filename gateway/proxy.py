@@ -64,7 +64,9 @@ from gateway.truth import (
     ErrorPatterns,
     Held,
     check_answer,
+    chunk_error,
     event_end,
+    late_error,
     provider_message,
 )
 from gateway.upstream import Upstream, UpstreamResponse
@@ -237,6 +239,7 @@ class Proxy:
         """
         outcome, pending = Outcome.CANCELLED, opened.first
         failure: Failure | None = None
+        late: str | None = None  # an error an event declared after the commit: the verdict
         deadline = Deadline.after(self.read_timeout, "no complete event")
         response = opened.response
         try:
@@ -244,9 +247,11 @@ class Proxy:
                 cut = event_end(pending)
                 if cut:
                     piece, pending = pending[:cut], pending[cut:]
+                    if late is None and b"error" in piece:
+                        late = late_error(piece)
                     if not pending and response.ended():
-                        outcome = Outcome.OK
-                        opened.finish(outcome)
+                        outcome, failure = self._ended(opened, late)
+                        opened.finish(outcome, failure)
                         yield piece
                         return
                     yield piece
@@ -259,7 +264,7 @@ class Proxy:
                     raise MalformedAnswer(f"an event over {self.hold_max_bytes} bytes")
             if pending:
                 yield pending
-            outcome = Outcome.OK
+            outcome, failure = self._ended(opened, late)
         except StreamBroken as exc:
             exc.scrubbed(self.secrets.text)
             outcome = Outcome.FAIL
@@ -270,6 +275,13 @@ class Proxy:
             yield b"event: error\ndata: " + json.dumps(err.body()).encode() + b"\n\n"
         finally:
             opened.finish(outcome, failure)
+
+    def _ended(self, opened: Opened, late: str | None) -> tuple[Outcome, Failure | None]:
+        """How a stream that ran to its end went: OK, unless an event declared an error."""
+        if late is None:
+            return Outcome.OK, None
+        return Outcome.FAIL, Failure(FailureClass.UPSTREAM_ERROR, self.secrets.text(late),
+                                     opened.response.status, time.time())
 
     def sse(self, opened: Opened) -> AsyncGenerator[bytes, None]:
         """The SSE passthrough: the provider's events unchanged, or an ``error`` event at the
@@ -313,8 +325,14 @@ class Proxy:
                             opened.finish(Outcome.OK)  # (returning closes events() paused)
                             return
                         chunk = json.loads(payload)
-                        if isinstance(chunk, dict):
-                            yield chunk
+                        if not isinstance(chunk, dict):
+                            continue
+                        said = chunk_error(chunk)
+                        if said is not None:  # the translation has no place for it: it ends
+                            opened.finish(*self._ended(opened, said))
+                            raise ProviderFailed(f"provider {opened.backend.name!r} failed "
+                                                 f"mid-stream: {self.secrets.text(said)}")
+                        yield chunk
             except StreamBroken as exc:
                 raise _broken(opened.backend.name, exc) from None
             except ValueError:

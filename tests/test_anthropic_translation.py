@@ -12,6 +12,7 @@ import httpx2
 import pytest
 from support.translation import agen, chat_response, chunk, tool_chunk, usage_chunk
 
+from gateway.errors import ProviderFailed
 from gateway.translate import anthropic as anthropic_api
 from gateway.translate.anthropic import (
     error_body,
@@ -616,7 +617,7 @@ def test_usage_in_the_finishing_chunk_is_used() -> None:
 
 
 def test_failure_mid_stream_ends_with_error_event_and_no_message_stop() -> None:
-    events = run_stream([chunk({"content": "Hel"})], fail=RuntimeError("provider went away"))
+    events = run_stream([chunk({"content": "Hel"})], fail=ProviderFailed("provider went away"))
     parsed = parse_sse(events)
     assert parsed[-1] == (
         "error",

@@ -13,6 +13,7 @@ from google import genai
 from google.genai import errors, types
 from support.translation import agen, chat_response, chunk, tool_chunk, usage_chunk
 
+from gateway.errors import ProviderFailed
 from gateway.translate import gemini as gemini_api
 from gateway.translate.gemini import (
     error_body,
@@ -585,7 +586,7 @@ def test_stream_length_finish_is_max_tokens() -> None:
 
 
 def test_failure_mid_stream_ends_with_error_data_event() -> None:
-    events = run_stream([chunk({"content": "Hel"})], fail=RuntimeError("provider went away"))
+    events = run_stream([chunk({"content": "Hel"})], fail=ProviderFailed("provider went away"))
     parsed = parse_sse(events)
     assert parsed[-1] == {
         "error": {"code": 502, "message": "provider went away", "status": "INTERNAL"}

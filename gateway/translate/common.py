@@ -19,6 +19,7 @@ add a non-standard string field to the choice (`stop_sequence`, SGLang's `matche
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -209,31 +210,55 @@ class ChatResult:
 
 
 def read_chat_response(resp: dict[str, Any]) -> ChatResult:
-    """Read the first choice of a chat completion, tolerating missing fields."""
-    choices = resp.get("choices") or [{}]
-    choice = choices[0] if isinstance(choices[0], dict) else {}
-    message = choice.get("message") or {}
-    calls = list(message.get("tool_calls") or [])
-    if message.get("function_call"):
+    """Read the first choice of a chat completion, tolerating missing fields and fields of the
+    wrong type (a provider's mistake is skipped, never a crash)."""
+    choices = as_list(resp.get("choices")) or [{}]
+    choice = as_dict(choices[0])
+    message = as_dict(choice.get("message"))
+    calls = [c for c in as_list(message.get("tool_calls")) if isinstance(c, dict)]
+    if isinstance(message.get("function_call"), dict):
         calls.append({"function": message["function_call"]})
     tool_calls = [
         ToolCall(
-            id=call.get("id") or new_id("call_"),
-            name=(call.get("function") or {}).get("name") or "",
-            arguments=(call.get("function") or {}).get("arguments") or "",
+            id=as_text(call.get("id")) or new_id("call_"),
+            name=as_text(as_dict(call.get("function")).get("name")),
+            arguments=arguments_text(as_dict(call.get("function")).get("arguments")),
         )
         for call in calls
     ]
     input_tokens, output_tokens = read_usage(resp.get("usage"))
+    finish = choice.get("finish_reason")
     return ChatResult(
-        id=str(resp.get("id") or new_id("")),
+        id=as_text(resp.get("id")) or new_id(""),
         text=content_text(message.get("content")),
         tool_calls=tool_calls,
-        finish_reason=choice.get("finish_reason"),
+        finish_reason=finish if isinstance(finish, str) else None,
         matched_stop=matched_stop(choice),
         input_tokens=input_tokens,
         output_tokens=output_tokens,
     )
+
+
+def as_list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def as_dict(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def as_text(value: object) -> str:
+    """A string as it is; a number as its digits (an id sent as 1); anything else empty."""
+    if isinstance(value, str):
+        return value
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else ""
+
+
+def arguments_text(value: object) -> str:
+    """A tool call's arguments as JSON text (some providers send the object itself)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else ""
 
 
 def content_text(content: object) -> str:
@@ -241,15 +266,28 @@ def content_text(content: object) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(p.get("text") or "" for p in content if isinstance(p, dict))
+        return "".join(p["text"] for p in content
+                       if isinstance(p, dict) and isinstance(p.get("text"), str))
     return ""
 
 
 def read_usage(usage: object) -> tuple[int, int]:
-    """(prompt_tokens, completion_tokens), zero when unknown."""
+    """(prompt_tokens, completion_tokens), zero when unknown or not a count."""
     if not isinstance(usage, dict):
         return 0, 0
-    return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    return _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+
+
+def _count(value: object) -> int:
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, int):
+        return max(0, value)
+    if isinstance(value, float) and math.isfinite(value):
+        return max(0, int(value))
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return 0
 
 
 def matched_stop(choice: dict[str, Any]) -> str | None:

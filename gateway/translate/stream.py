@@ -9,11 +9,24 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from gateway.translate.common import content_text, finish_reason, matched_stop, new_id, read_usage
+from gateway.translate.common import (
+    arguments_text,
+    as_dict,
+    as_list,
+    as_text,
+    content_text,
+    finish_reason,
+    matched_stop,
+    new_id,
+    read_usage,
+)
+
+log = logging.getLogger("unigw.gateway")
 
 
 @dataclass
@@ -74,20 +87,22 @@ class StreamSummary:
 
 
 def chunk_deltas(chunk: dict[str, Any]) -> list[Delta]:
-    """The neutral deltas in one chat.completion.chunk (first choice only)."""
+    """The neutral deltas in one chat.completion.chunk (first choice only); a part of the
+    wrong type (a provider's mistake) is skipped, never a crash."""
     out: list[Delta] = []
-    for choice in chunk.get("choices") or []:
+    for choice in as_list(chunk.get("choices")):
         if not isinstance(choice, dict) or choice.get("index", 0) != 0:
             continue
-        delta = choice.get("delta") or {}
+        delta = as_dict(choice.get("delta"))
         text = content_text(delta.get("content"))
         if text:
             out.append(TextDelta(text))
-        for pos, call in enumerate(delta.get("tool_calls") or []):
-            out.append(_tool_delta(call, pos))
-        if delta.get("function_call"):
+        for pos, call in enumerate(as_list(delta.get("tool_calls"))):
+            if isinstance(call, dict):
+                out.append(_tool_delta(call, pos))
+        if isinstance(delta.get("function_call"), dict):
             out.append(_tool_delta({"index": 0, "function": delta["function_call"]}, 0))
-        if choice.get("finish_reason"):
+        if isinstance(choice.get("finish_reason"), str) and choice["finish_reason"]:
             out.append(Finish(choice["finish_reason"], matched_stop(choice)))
     if isinstance(chunk.get("usage"), dict):
         out.append(Usage(*read_usage(chunk["usage"])))
@@ -95,13 +110,13 @@ def chunk_deltas(chunk: dict[str, Any]) -> list[Delta]:
 
 
 def _tool_delta(call: dict[str, Any], pos: int) -> ToolCallDelta:
-    function = call.get("function") or {}
+    function = as_dict(call.get("function"))
     index = call.get("index")
     return ToolCallDelta(
-        index=index if isinstance(index, int) else pos,
-        id=call.get("id") or None,
-        name=function.get("name") or None,
-        arguments=function.get("arguments") or "",
+        index=index if isinstance(index, int) and not isinstance(index, bool) else pos,
+        id=as_text(call.get("id")) or None,
+        name=as_text(function.get("name")) or None,
+        arguments=arguments_text(function.get("arguments")),
     )
 
 
@@ -146,7 +161,13 @@ async def write_stream(
             for event in writer.feed(deltas, summary):
                 yield event
     except Exception as exc:  # any upstream failure ends the stream in the API's own words
-        yield writer.error(failure_status(exc), str(exc))
+        message = getattr(exc, "message", None)  # a GatewayError's: the provider's failure
+        if isinstance(exc, TimeoutError):
+            message = str(exc)
+        elif not isinstance(message, str):  # anything else is the gateway's own fault
+            log.exception("translating a stream failed")
+            message = "internal error in the gateway while translating the stream (see its log)"
+        yield writer.error(failure_status(exc), message)
         return
     finally:
         await close_upstream(chunks)
