@@ -7,6 +7,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -148,6 +149,29 @@ def test_a_control_command_with_a_broken_config_and_no_recorded_instance_guesses
     assert out.returncode == ExitCode.ERROR, (out.stdout, out.stderr)
     assert "mine.yaml has 1 problem(s), and no running instance is recorded in" in out.stderr
     assert "127.0.0.1" not in out.stderr
+
+
+def test_a_control_command_facing_something_else_on_the_port_says_it_is_not_unigw(
+        tmp_path: Path) -> None:
+    port = _free_port()
+    (tmp_path / "providers.yaml").write_text(f"gateway: {{port: {port}}}\nproviders: []\n")
+    other = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind",
+                              "127.0.0.1"], cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.05)
+        out = unigw("status", cwd=tmp_path)
+    finally:
+        other.kill()
+        other.wait()
+    assert out.returncode == ExitCode.ERROR, (out.stdout, out.stderr)
+    assert (f"something that is not unigw answers at http://127.0.0.1:{port} "
+            "(HTTP 404, text/html)") in out.stderr
+    assert "<html" not in out.stderr.lower()
 
 
 def test_unknown_command_is_a_usage_error() -> None:

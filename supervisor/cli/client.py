@@ -29,6 +29,12 @@ class InstanceClient:
         gw = config.gateway
         host = "127.0.0.1" if gw.host in ("0.0.0.0", "::") else gw.host
         self.url = inst.url if inst else f"http://{host}:{gw.port}"
+        # with no instance recorded, a providers.yaml still says where its gateway listens (one
+        # that something else runs); the built-in demo's fallback says nothing of which demo
+        # is meant, so it only finds one recorded here (as `unigw down` does)
+        self._nowhere = None if inst or config.path.exists() else (
+            f"unigw is not running (no live instance recorded in {config.state_dir}; run this "
+            "in the folder unigw was started from, or pass -c its providers.yaml)")
         headers = dict(CLIENT_HEADER)
         if gw.admin_key:
             headers["Authorization"] = f"Bearer {gw.admin_key}"
@@ -38,6 +44,8 @@ class InstanceClient:
 
     def request(self, method: str, path: str, **kw: Any) -> Any:
         """One call; returns the JSON answer or raises NotRunning / ControlError."""
+        if self._nowhere is not None:
+            raise NotRunning(self._nowhere)
         if self._api_auth is not None and path.startswith("/v1/"):
             kw["headers"] = {**self._api_auth, **kw.get("headers", {})}
         try:
@@ -48,8 +56,10 @@ class InstanceClient:
             ) from None
         try:
             data = resp.json()
-        except ValueError:
-            data = {"error": {"message": resp.text.strip() or resp.reason_phrase}}
+        except ValueError:  # every answer of unigw's is JSON: this is something else
+            kind = resp.headers.get("content-type", "no content type").split(";")[0]
+            raise ControlError(f"something that is not unigw answers at {self.url} "
+                               f"(HTTP {resp.status_code}, {kind})") from None
         if resp.status_code >= 400:
             err = data.get("error") if isinstance(data, dict) else None
             msg = err.get("message") if isinstance(err, dict) else str(data)
