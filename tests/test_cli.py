@@ -174,6 +174,14 @@ def test_a_control_command_facing_something_else_on_the_port_says_it_is_not_unig
     assert "<html" not in out.stderr.lower()
 
 
+def test_check_warns_that_a_config_without_providers_routes_nowhere(tmp_path: Path) -> None:
+    (tmp_path / "empty.yaml").write_text(f"gateway: {{port: {_free_port()}}}\n")
+    out = unigw("check", "-c", "empty.yaml", cwd=tmp_path)
+    assert out.returncode == ExitCode.OK, out.stderr
+    assert "warning: empty.yaml: no providers: the gateway would have nothing to route to" in (
+        out.stderr)
+
+
 def test_unknown_command_is_a_usage_error() -> None:
     assert unigw("frobnicate").returncode == ExitCode.USAGE
 

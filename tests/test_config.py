@@ -188,6 +188,24 @@ def test_missing_secret_is_recorded_not_fatal(tmp_path: Path) -> None:
         ("providers: {a: 1}\n", "providers.yaml: providers: must be a list, got a mapping"),
         ("- just\n- a list\n", "providers.yaml: the top level must be a mapping, got a list"),
         ("providers: [\n", "providers.yaml: not valid YAML"),
+        (
+            provider(start="{python} main.py"),
+            "providers.yaml: providers[0] (p1): start: must be a list of strings, got a string "
+            "'{python} main.py' (write it as a list of its words: [\"{python}\", \"main.py\"])",
+        ),
+        (
+            provider(key="${TOKEN"),
+            "providers.yaml: providers[0].key: '${TOKEN' has a '${' with no closing '}'",
+        ),
+        (
+            provider(env={"Q": "$TOKEN"}),
+            "providers.yaml: providers[0].env.Q: '$TOKEN' is not expanded: write ${TOKEN}",
+        ),
+        (
+            "providers:\n  - name: a\n    port: 8000\n    port: 8050\n",
+            "providers.yaml: line 4: 'port' is given twice in one mapping (first at line 3); "
+            "keep one",
+        ),
     ],
 )
 def test_each_validation_error_names_file_provider_and_field(

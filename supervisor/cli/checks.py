@@ -37,6 +37,9 @@ def run(config: Config) -> Report:
     ours = instance.running(config.state_dir) is not None  # our own instance holds the ports
     if not ours and not port_is_free(config.gateway.port, config.gateway.host):
         report.problems.append(f"{label}: gateway: port: {port_holder(config.gateway.port)}")
+    if not config.providers:
+        report.warnings.append(f"{label}: no providers: the gateway would have nothing to "
+                               "route to")
     for unit in _units(config.providers):
         _check(unit, config, ours, report)
     if ours:

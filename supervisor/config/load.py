@@ -28,7 +28,7 @@ from supervisor.config.model import (
 )
 from supervisor.config.remote import remote_fields
 from supervisor.config.schema import fields_of, kind, unknown_fields
-from supervisor.config.secrets import expand, expand_tracked, read_dotenv
+from supervisor.config.secrets import bad_reference, expand, expand_tracked, read_dotenv
 
 
 def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Config:
@@ -45,7 +45,9 @@ def loads(text: str, path: Path, environ: Mapping[str, str] | None = None) -> Co
     """Like :func:`load`, from text already read (``path`` names it in messages)."""
     label = path.name
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeys)  # noqa: S506 (a SafeLoader: see below)
+    except _DuplicateKey as exc:
+        raise ConfigError([f"{label}: {exc}"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"{label}: not valid YAML: {exc}"]) from None
     if raw is None:
@@ -56,6 +58,7 @@ def loads(text: str, path: Path, environ: Mapping[str, str] | None = None) -> Co
     env.update(os.environ if environ is None else environ)
     problems: list[str] = []
     unknown_fields(raw, {"gateway", "supervisor", "providers"}, label, problems)
+    _check_references(raw, label, problems)
     gw_raw = _resolve_gateway_secrets(_section(raw, "gateway", label, problems), env)
     gw = fields_of(GatewayConfig, gw_raw, f"{label}: gateway", problems)
     sup = fields_of(
@@ -75,6 +78,45 @@ def loads(text: str, path: Path, environ: Mapping[str, str] | None = None) -> Co
         supervisor=SupervisorConfig(**sup),
         providers=tuple(ProviderConfig(**p) for p in providers),
     )
+
+
+class _DuplicateKey(Exception):
+    """A mapping of providers.yaml names one key twice (YAML itself keeps the last)."""
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping: ``port: 8000`` and
+    later ``port: 8050`` in one provider is a slip, and the silent last-one-wins hid it."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise _DuplicateKey(f"line {line}: {key!r} is given twice in one mapping "
+                                    f"(first at line {seen[key]}); keep one")
+            if isinstance(key, str | int | float | bool):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_references(value: Any, where: str, problems: list[str]) -> None:
+    """Each string of providers.yaml with a ``$`` that would reach a provider as literal text
+    (:func:`~supervisor.config.secrets.bad_reference`), named by where it is."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_references(v, f"{where}: {k}" if where.endswith(".yaml") else f"{where}.{k}",
+                              problems)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_references(v, f"{where}[{i}]", problems)
+    elif isinstance(value, str) and "$" in value:
+        problem = bad_reference(value)
+        if problem:
+            problems.append(f"{where}: {problem}")
 
 
 def _section(raw: dict[str, Any], name: str, label: str, problems: list[str]) -> dict[str, Any]:

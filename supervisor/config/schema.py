@@ -7,6 +7,8 @@ Besides plain types, tuples and mappings, a field's type may parse itself: a cla
 from __future__ import annotations
 
 import dataclasses
+import json
+import shlex
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -98,7 +100,8 @@ def _coerce_tuple(value: Any, args: tuple[Any, ...]) -> tuple[Any, str | None]:
     elem = args[0]
     want = "a list of lists of strings" if typing.get_origin(elem) is tuple else "a list of strings"
     if elem is str and isinstance(value, str):
-        return None, f"must be {want}, got a string {value!r} (write it as a list: [{value!r}])"
+        return None, (f"must be {want}, got a string {value!r} (write it as a list of its "
+                      f"words: {_words(value)})")
     if not isinstance(value, list):
         return None, f"must be {want}, got {show(value)}"
     out = []
@@ -127,3 +130,12 @@ def kind(value: Any) -> str:
 
 def show(value: Any) -> str:
     return f"{kind(value)} {value!r}" if not isinstance(value, (dict, list)) else kind(value)
+
+
+def _words(value: str) -> str:
+    """``value`` as the YAML list of its words, the way a shell would split them."""
+    try:
+        words = shlex.split(value)
+    except ValueError:  # an unclosed quote: no split to suggest
+        words = [value]
+    return json.dumps(words)

@@ -118,6 +118,21 @@ def rename_refs(value: str, renames: Mapping[str, str]) -> str:
     return _REF.sub(sub, value)
 
 
+def bad_reference(value: str) -> str | None:
+    """Why ``value`` would reach a provider as literal text instead of a variable's value:
+    a ``${`` that is not a whole ``${NAME}`` / ``${NAME:-default}``, or a value that is just
+    ``$NAME`` (a shell habit: only ``${NAME}`` is expanded). None when it is fine."""
+    if "${" in _REF.sub("", value):
+        return f"{value!r} has a '${{' with no closing '}}' (write ${{NAME}})"
+    bare = value.strip()
+    if _BARE.fullmatch(bare):
+        return f"{value!r} is not expanded: write ${{{bare[1:]}}}"
+    return None
+
+
+_BARE = re.compile(r"\$[A-Za-z_][A-Za-z0-9_]*")
+
+
 def expand(value: str, env: Mapping[str, str]) -> tuple[str, list[str]]:
     out, _, missing = expand_tracked(value, env)
     return out, missing
