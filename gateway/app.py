@@ -155,7 +155,13 @@ class Gateway:
         for status in self.view.status():
             if status.name == name:
                 return self.with_stats(status)
-        raise NotFound(f"unknown provider {name!r}", code="provider_not_found")
+        raise self.unknown_provider(name)
+
+    def unknown_provider(self, name: str) -> NotFound:
+        """The 404 for a provider name this gateway does not know, naming the ones it does."""
+        names = list(dict.fromkeys(s.group or s.name for s in self.view.status()))
+        known = ", ".join(names) if names else "none"
+        return NotFound(f"unknown provider {name!r} (known: {known})", code="provider_not_found")
 
     # -- lifespan and model discovery ----------------------------------------------------------
     @contextlib.asynccontextmanager

@@ -32,7 +32,6 @@ from gateway.errors import (
     Envelope,
     Forbidden,
     GatewayError,
-    NotFound,
     envelope_of,
 )
 from gateway.rows import ProviderRow
@@ -231,7 +230,7 @@ class Control:
         else:
             lines = view.log_tail(name, count)
         if lines is None:
-            raise NotFound(f"unknown provider {name!r}", code="provider_not_found")
+            raise self.gateway.unknown_provider(name)
         url = None if members else self.gateway.row(name).status.url
         if url is not None:  # (what `unigw logs NAME` says too)
             lines = [f"{name} runs at {url}, not here: unigw has no log of its output "
@@ -272,7 +271,7 @@ class Control:
         config = self.gateway.config
         members = config.members(asked)
         if not members:
-            raise NotFound(f"unknown provider {asked!r}", code="provider_not_found")
+            raise self.gateway.unknown_provider(asked)
         raw = await read_body(headers_of(request.scope), request.receive, 1024 * 1024)
         body = parse_object(raw)
         name, value = body.get("name"), body.get("value")
@@ -326,7 +325,7 @@ async def _act(gateway: Gateway, name: str, action: str) -> ProviderRow:
     try:
         status = await method(name)
     except KeyError:
-        raise NotFound(f"unknown provider {name!r}", code="provider_not_found") from None
+        raise gateway.unknown_provider(name) from None
     return gateway.with_stats(status)
 
 

@@ -58,7 +58,9 @@ def preflight(config: Config) -> None:
         )
     gw = config.gateway
     if not port_is_free(gw.port, gw.host):
-        raise RunError(f"gateway: {port_holder(gw.port)}; set gateway.port in {config.path.name}")
+        fix = (f"set gateway.port in {config.path.name}" if config.path.exists() else
+               "the demo's ports are fixed: stop that process first")  # the built-in demo
+        raise RunError(f"gateway: {port_holder(gw.port)}; {fix}")
 
 
 async def run(

@@ -87,3 +87,17 @@ def test_demo_serves_fourteen_echo_providers_and_sigint_leaves_nothing(demo) -> 
     survivors = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert survivors == []
     assert [p for p in [*PORTS, 7999] if not port_free(p)] == []
+
+
+def test_demo_d_with_7999_taken_names_the_holder_and_what_to_do(tmp_path: Path) -> None:
+    if not port_free(7999):
+        pytest.fail("port 7999 is taken; this test must hold it itself")
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 7999))
+        holder.listen()
+        out = subprocess.run([sys.executable, "-m", "supervisor.cli", "demo", "-d"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stdout
+    assert "gateway: port 7999 is in use by pid" in out.stderr
+    assert "the demo's ports are fixed: stop that process first" in out.stderr
+    assert "demo.yaml" not in out.stderr and "running in the background" not in out.stdout

@@ -41,6 +41,15 @@ def test_status_cells_are_formatted_from_the_typed_row() -> None:
     assert health(failed) == "-" and status_cells(StatusRow(failed, 0, 0))[-1] == "missing secret X"
 
 
+def test_a_long_last_error_keeps_its_start_and_its_cause_at_the_end() -> None:
+    error = ("clone failed: fatal: unable to access 'https://github.com/ZyphrZero/z.ai2api"
+             "_python.git/': Could not resolve host: github.com")
+    failed = ProviderStatus(name="b", port=2, state=State.FAILED, last_error=error)
+    shown = status_cells(StatusRow(failed, 0, 0))[-1]
+    assert len(shown) == 60 and shown.startswith("clone failed: fatal")
+    assert shown.endswith("Could not resolve host: github.com") and "…" in shown
+
+
 def test_only_the_state_column_is_coloured_and_only_on_request() -> None:
     rows = [StatusRow(READY, 0, 0)]
     assert "\x1b[" not in status_table(rows)
@@ -63,7 +72,7 @@ def test_serving_and_the_last_failure_reach_the_json_and_the_cli_row() -> None:
     parsed = StatusRow.from_json(data)
     assert parsed.serving == "failing"
     cells = status_cells(parsed)
-    assert cells[7] == "failing" and cells[-1].startswith("upstream_error: Failed to call")
+    assert cells[7] == "failing" and cells[-1].startswith("upstream_error: Failed")
 
 
 def test_a_row_with_no_failure_has_null_serving_fields_and_zero_counts() -> None:

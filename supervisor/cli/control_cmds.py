@@ -90,7 +90,8 @@ for _action, _help in PROVIDER_ACTIONS.items():
 @cli.command()
 @config_option
 @click.argument("name")
-@click.option("-n", "lines", default=50, show_default=True, help="How many of the last lines.")
+@click.option("-n", "lines", default=50, show_default=True, type=click.IntRange(min=0),
+              help="How many of the last lines.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl-C.")
 def logs(config_path: str, name: str, lines: int, follow: bool) -> None:
     """A provider's captured output (clone, install and run), from .unigw/logs/NAME.log.

@@ -118,8 +118,9 @@ def status_cells(row: StatusRow, last_error_width: int = 60) -> list[str]:
     """One provider's row as the cells of ``unigw status``."""
     s = row.status
     err = " ".join((row.reason() or "-").split())
-    if len(err) > last_error_width:
-        err = err[: last_error_width - 1] + "…"
+    if len(err) > last_error_width:  # its start says what failed, its end usually why
+        head = last_error_width * 2 // 5
+        err = err[:head] + "…" + err[len(err) - (last_error_width - head - 1):]
     name = s.name if row.inner is None else f"{s.name} → {row.inner}"  # a unigw node's last
     return [name, str(s.port), s.state.value, str(s.pid or "-"), duration(s.uptime_s),
             str(s.restarts), health(s), row.serving, str(row.reqs), str(row.errors), err]
