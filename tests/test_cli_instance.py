@@ -139,6 +139,7 @@ def test_up_d_again_says_one_is_running_and_starts_nothing(instance: Instance) -
 def test_up_d_with_the_gateway_port_taken_says_by_what(tmp_path: Path) -> None:
     inst = Instance(tmp_path)
     with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past a TIME_WAIT
         holder.bind(("127.0.0.1", inst.gateway_port))
         holder.listen()
         out = unigw(inst.path, "up", "-d")

@@ -93,6 +93,7 @@ def test_demo_d_with_7999_taken_names_the_holder_and_what_to_do(tmp_path: Path) 
     if not port_free(7999):
         pytest.fail("port 7999 is taken; this test must hold it itself")
     with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past a TIME_WAIT
         holder.bind(("127.0.0.1", 7999))
         holder.listen()
         out = subprocess.run([sys.executable, "-m", "supervisor.cli", "demo", "-d"],
