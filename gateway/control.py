@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -338,7 +339,9 @@ def _log_query(params: Mapping[str, str]) -> dict[str, Any]:
     try:
         start = float(since) if since else None
     except ValueError:
-        raise BadRequest("'since' must be a time in unix seconds") from None
+        start = math.nan
+    if start is not None and not math.isfinite(start):  # float() reads "nan" and "inf" too
+        raise BadRequest("'since' must be a time in unix seconds", param="since")
     return {"limit": limit, "provider": params.get("provider") or None,
             "failed": None if not failed else failed in ("true", "1"), "since": start}
 

@@ -17,11 +17,12 @@ import logging
 import signal
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 
-from gateway.app import check_bind, create_app, run_loop, server_config
+from gateway.app import check_bind, create_app, request_log, run_loop, server_config
 from supervisor.config import Config, ConfigError, load
 from supervisor.lifecycle.external import ExternalView
 from supervisor.lifecycle.manager import Supervisor
@@ -43,6 +44,16 @@ class _GatewayServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+def logged_requests(config: Config, *, limit: int, provider: str | None,
+                    failed: bool | None) -> tuple[Path, list[dict[str, Any]]] | None:
+    """The request log read from its file, for when no gateway runs: (its path, the rows as
+    ``GET /requests`` gives them); None when it is off or was never written."""
+    log = request_log(config)
+    if log is None or not log.settings.path.exists():
+        return None
+    return log.settings.path, log.query(limit=limit, provider=provider, failed=failed)
 
 
 def preflight(config: Config) -> None:

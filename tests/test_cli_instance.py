@@ -261,6 +261,21 @@ def test_down_stops_everything_and_frees_the_ports(instance: Instance) -> None:
     assert unigw(instance.path, "status").returncode == 3
 
 
+def test_requests_reads_the_log_file_once_the_instance_is_down(instance: Instance) -> None:
+    until(lambda: instance.rows()["a"]["state"] == "ready", 30, "a ready")
+    answer = httpx.post(instance.url("/v1/chat/completions"), timeout=10, json={
+        "model": "m-a", "messages": [{"role": "user", "content": "hi"}]})
+    assert answer.status_code == 200
+    assert unigw(instance.path, "down").returncode == 0
+    out = unigw(instance.path, "requests", "--json")
+    assert out.returncode == 0, out.stderr
+    assert "unigw: not running; the calls" in out.stderr and "requests.db kept" in out.stderr
+    (row,) = json.loads(out.stdout)["requests"]
+    assert (row["provider"], row["status"], row["route"]) == ("a", 200, "/v1/chat/completions")
+    table = unigw(instance.path, "requests", "--provider", "b")
+    assert table.returncode == 0 and len(table.stdout.splitlines()) == 1  # the header only
+
+
 def test_status_and_check_warn_of_a_provider_exposed_on_all_interfaces(tmp_path: Path) -> None:
     inst = Instance(tmp_path)
     port = inst.providers[1]["port"]

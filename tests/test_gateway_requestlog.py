@@ -97,6 +97,9 @@ def test_the_log_filters_by_provider_and_outcome_and_keeps_failures(tmp_path: Pa
         assert len(rows(c.url, n=2)) == 2
         assert rows(c.url, since=time.time() + 60) == []
         assert httpx.get(c.url + "/requests", params={"n": "x"}).status_code == 400
+        for since in ("nan", "inf", "-inf", "soon"):  # float() takes the first three
+            refused = httpx.get(c.url + "/requests", params={"since": since})
+            assert refused.status_code == 400 and refused.json()["error"]["param"] == "since"
 
 
 def test_the_rows_survive_a_restart_of_the_gateway(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""``unigw requests [-n N] [--provider P] [--failed] [--json]``: the running gateway's request
-log (``GET /requests``), newest first, as a table or as one JSON object.
+"""``unigw requests [-n N] [--provider P] [--failed] [--json]``: the request log, newest
+first, as a table or as one JSON object: the running gateway's ``GET /requests``, or, with no
+instance running, what its file (``<state>/requests.db``) kept.
 
 It registers itself on the click group of :mod:`supervisor.cli.commands` (imported by the
 package's ``__init__``), which it uses for the shared option and the way to the instance.
@@ -15,7 +16,8 @@ from typing import Any
 import click
 
 from supervisor.cli import output
-from supervisor.cli.app import call, cli, config_option, fail
+from supervisor.cli.app import ExitCode, cli, config_option, control_config, fail
+from supervisor.cli.client import ControlError, InstanceClient, NotRunning
 
 COLUMNS = ("TIME", "ROUTE", "MODEL", "PROVIDER", "STATUS", "TTFB", "TOTAL", "TOKENS", "TRIED")
 
@@ -30,13 +32,15 @@ COLUMNS = ("TIME", "ROUTE", "MODEL", "PROVIDER", "STATUS", "TTFB", "TOTAL", "TOK
 def requests_command(config_path: str, count: int, provider: str | None, failed: bool,
                      as_json: bool) -> None:
     """The request log: one line per call, newest first: TIME ROUTE MODEL PROVIDER STATUS
-    TTFB TOTAL TOKENS TRIED (each provider tried, with how it failed)."""
+    TTFB TOTAL TOKENS TRIED (each provider tried, with how it failed).
+
+    With no instance running it reads the log's file, which outlives the instance."""
     params: dict[str, Any] = {"n": count}
     if provider:
         params["provider"] = provider
     if failed:
         params["failed"] = "true"
-    data = call(config_path, lambda c: c.get("/requests", params=params))
+    data = _requests(config_path, params)
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -49,6 +53,30 @@ def requests_command(config_path: str, count: int, provider: str | None, failed:
     colour = output.use_colour()
     paint = [("green" if r["ok"] else "red") if colour else None for r in data["requests"]]
     click.echo(output.table(COLUMNS, rows, paint, COLUMNS.index("STATUS")))
+
+
+def _requests(config_path: str, params: dict[str, Any]) -> dict[str, Any]:
+    """``GET /requests`` of the running gateway; with none running, the log's own file (it
+    outlives the instance), said on stderr; exit 3 when there is neither."""
+    from supervisor.run import logged_requests
+
+    config = control_config(config_path)
+    client = InstanceClient(config)
+    try:
+        answer: dict[str, Any] = client.get("/requests", params=params)
+        return answer
+    except NotRunning as exc:
+        kept = logged_requests(config, limit=params["n"], provider=params.get("provider"),
+                               failed=True if params.get("failed") else None)
+        if kept is None:
+            fail(str(exc), ExitCode.NOT_RUNNING)
+        path, rows = kept
+        click.echo(f"unigw: not running; the calls {path} kept", err=True)
+        return {"enabled": True, "requests": rows}
+    except ControlError as exc:
+        fail(str(exc))
+    finally:
+        client.close()
 
 
 def cells(row: Mapping[str, Any]) -> list[str]:
