@@ -81,9 +81,10 @@ class Gateway:
         self.proxy = Proxy(self.router, self.stats, make(gw.strategy), retries=gw.retries,
                            first_byte_timeout=gw.first_byte_timeout,
                            read_timeout=gw.read_timeout)  # the rest is set by _apply
-        self.canary = Canary(self.router, self.proxy, CanarySettings())  # settings: _apply
         self.strategy_name = gw.strategy
         self.calls = Calls(self.stats, request_log(config))
+        self.canary = Canary(self.router, self.proxy, CanarySettings(),  # settings: _apply
+                             self.calls)
         self.started_at = time.time()
         self._tasks: set[asyncio.Task[None]] = set()
         self.config = config

@@ -5,8 +5,9 @@
 :meth:`~gateway.proxy.Proxy.forward_chat`. The attempt is counted, judged (:mod:`gateway.truth`)
 and recorded in that provider's statistics exactly like a client's, so its ``serving``
 (:meth:`~gateway.stats.ProviderStats.serving`) reflects it, and a failing canary weighs on
-ejection like a failing call. The answer is a :class:`CanaryResult`: serving or not, latency,
-the provider's own error text.
+ejection like a failing call; it is a row of the request log too (route ``/v1/test``, whether
+``unigw test``, ``POST /v1/test`` or the background loop sent it). The answer is a
+:class:`CanaryResult`: serving or not, latency, the provider's own error text.
 
 :meth:`Canary.start` runs the opt-in background loop. ``gateway.canary_interval`` (a provider
 may set its own ``canary_interval``; 0 = off, the default, because every canary spends the
@@ -26,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.calls import Calls, Trace
 from gateway.errors import GatewayError, ProviderFailed, ProviderRejected
 from gateway.proxy import Proxy
 from gateway.results import ChatResult
@@ -34,6 +36,7 @@ from gateway.stats import Serving
 from supervisor.config import Config
 
 log = logging.getLogger("unigw.gateway")
+CANARY_ROUTE = "/v1/test"  # the request log's route for a canary, asked for or not
 TICK_S = 2.0  # how often the loop looks for providers due a canary (at most)
 MIN_TICK_S = 0.05
 
@@ -89,10 +92,12 @@ class CanarySettings:
 class Canary:
     """Checks providers with one tiny chat, now (:meth:`check`) or in the background."""
 
-    def __init__(self, router: Router, proxy: Proxy, settings: CanarySettings) -> None:
+    def __init__(self, router: Router, proxy: Proxy, settings: CanarySettings,
+                 calls: Calls | None = None) -> None:
         self.router = router
         self.proxy = proxy
         self.settings = settings  # replaced whole on a config reload
+        self.calls = calls  # each canary is a row of the request log, as any call is
         self._loop_task: asyncio.Task[None] | None = None
         self._running: dict[str, asyncio.Task[None]] = {}
 
@@ -100,7 +105,14 @@ class Canary:
                     model: str | None = None) -> CanaryResult:
         """One canary to provider ``name`` now (NotFound / NoProviderReady when it cannot)."""
         plan = self.router.pinned(name, model or self.settings.models.get(name))
-        return await _send(self.proxy, plan, prompt or self.settings.prompt)
+        if self.calls is None:
+            return await _send(self.proxy, plan, prompt or self.settings.prompt, None)
+        trace = self.calls.begin(CANARY_ROUTE, "openai")
+        trace.model_asked = plan.upstream_model(plan.candidates[0])
+        try:
+            return await _send(self.proxy, plan, prompt or self.settings.prompt, trace)
+        finally:
+            self.calls.end(trace)
 
     def least_recently_tried(self, model: str | None) -> str:
         """The ready provider (serving ``model``, if given) whose latest attempt is oldest."""
@@ -158,7 +170,7 @@ class Canary:
             log.info("canary: %s is %s: %s", name, result.serving.value, result.error)
 
 
-async def _send(proxy: Proxy, plan: Plan, prompt: str) -> CanaryResult:
+async def _send(proxy: Proxy, plan: Plan, prompt: str, trace: Trace | None) -> CanaryResult:
     """The canary's chat over ``plan`` (one pinned provider), its outcome as a result."""
     backend = plan.candidates[0]
     model = plan.upstream_model(backend)
@@ -168,10 +180,12 @@ async def _send(proxy: Proxy, plan: Plan, prompt: str) -> CanaryResult:
     error: str | None = None
     reply: str | None = None
     try:
-        result = await proxy.forward_chat(chat, plan=plan, stream=False)
+        result = await proxy.forward_chat(chat, plan=plan, stream=False, trace=trace)
     except ProviderRejected as exc:  # it refused the request itself: no verdict on it
         status, error = exc.status, exc.detail
     except ProviderFailed as exc:
+        if trace is not None:
+            trace.error(exc)
         last = backend.stats.last_failure  # the provider's own words, recorded by the proxy
         if last is not None and last.at >= since:
             status, error = last.status, last.message

@@ -71,6 +71,15 @@ def test_the_canary_finds_a_failing_provider_without_any_client_traffic(
         assert bad.last_failure is not None
         assert "Failed to call upstream" in bad.last_failure.message
         assert gw.stats.get("good").errors == 0
+        log = gw.calls.log
+        assert log is not None
+        log.flush()  # each canary is a row of the request log, as any call is
+        rows = log.query(limit=100)
+        assert {r["route"] for r in rows} == {"/v1/test"}
+        assert {(r["provider"], r["status"]) for r in rows if r["ok"]} == {("good", 200)}
+        failed = [r for r in rows if not r["ok"]]
+        assert failed and all(r["status"] == 502 and r["tried"][0]["provider"] == "bad"
+                              for r in failed)
 
     run_gateway(tmp_path, echoes, body, canary_interval=0.2)
     assert chats(echoes["good"]) >= 1 and chats(echoes["bad"]) >= 1
