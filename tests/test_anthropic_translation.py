@@ -328,6 +328,12 @@ def test_malformed_request_raises_value_error_naming_the_field(
     assert str(info.value).startswith(message)
 
 
+def test_a_conversation_of_thinking_blocks_only_is_refused_before_any_provider() -> None:
+    thinking = [{"role": "user", "content": [{"type": "thinking", "thinking": "hm"}]}]
+    with pytest.raises(ValueError, match="^messages: no turn has anything to send"):
+        to_chat_request(body(messages=thinking, system="be brief"), stream=False)
+
+
 def test_body_that_is_not_an_object_is_rejected() -> None:
     with pytest.raises(ValueError, match="^body: must be a JSON object$"):
         to_chat_request([1, 2], stream=False)

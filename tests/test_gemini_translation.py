@@ -378,6 +378,12 @@ def test_malformed_request_raises_value_error_naming_the_field(
     assert str(info.value).startswith(message)
 
 
+def test_contents_of_thought_parts_only_are_refused_before_any_provider() -> None:
+    thoughts = [{"role": "user", "parts": [{"thought": True, "text": "hm"}]}]
+    with pytest.raises(ValueError, match="^contents: no turn has anything to send"):
+        to_chat_request({"contents": thoughts}, stream=False, model="gemini-x")
+
+
 def test_body_or_model_of_the_wrong_kind_is_rejected() -> None:
     with pytest.raises(ValueError, match="^body: must be a JSON object$"):
         chat("hi")

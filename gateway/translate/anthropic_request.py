@@ -43,7 +43,8 @@ def to_chat_request(body: object, *, stream: bool, model: str | None = None) -> 
     for i, message in enumerate(expect_list(data.get("messages"), "messages")):
         messages.extend(_message(message, f"messages[{i}]"))
 
-    out: dict[str, Any] = {"model": model, "messages": messages, "max_tokens": max_tokens}
+    out: dict[str, Any] = {"model": model, "messages": common.expect_turns(messages, "messages"),
+                           "max_tokens": max_tokens}
     set_number(out, "temperature", data.get("temperature"), "temperature")
     set_number(out, "top_p", data.get("top_p"), "top_p")
     if data.get("stop_sequences") is not None:

@@ -97,6 +97,16 @@ def optional(value: object, kind: type | tuple[type, ...], path: str, what: str)
     return None if value is None else expect(value, kind, path, what)
 
 
+def expect_turns(messages: list[dict[str, Any]], path: str) -> list[dict[str, Any]]:
+    """``messages``, unless no turn but the system's is left once translated (every block
+    dropped: only thinking, or empty texts): a provider would refuse an empty conversation in
+    words about a ``messages`` list the client never sent."""
+    if not any(m.get("role") != "system" for m in messages):
+        raise ValueError(f"{path}: no turn has anything to send (thinking blocks and empty "
+                         "parts are not sent)")
+    return messages
+
+
 def expect_list(value: object, path: str, *, non_empty: bool = True) -> list[Any]:
     """A list (non-empty unless told otherwise)."""
     what = "a non-empty list" if non_empty else "a list"

@@ -42,7 +42,7 @@ def to_chat_request(body: object, *, stream: bool, model: str | None = None) -> 
     calls = _CallIds()
     for i, content in enumerate(expect_list(_get(data, "contents"), "contents")):
         messages.extend(_content(content, f"contents[{i}]", calls))
-    out: dict[str, Any] = {"model": model, "messages": messages}
+    out: dict[str, Any] = {"model": model, "messages": common.expect_turns(messages, "contents")}
     _generation_config(_get(data, "generationConfig"), out)
     if _get(data, "tools") is not None:
         tools = [
