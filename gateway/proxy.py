@@ -66,6 +66,7 @@ from gateway.truth import (
     check_answer,
     chunk_error,
     event_end,
+    events_of,
     late_error,
     provider_message,
 )
@@ -200,7 +201,12 @@ class Proxy:
             return Opened(backend, response, first, time.perf_counter() - started, model,
                           self.stats, inner=inner)
         body = await response.read(self.read_timeout)
-        data = check_answer(body, patterns)
+        try:
+            data = check_answer(body, patterns)
+        except BadAnswer as exc:
+            if status == 200:
+                raise
+            raise BadAnswer(exc.detail, status=status, said_error=exc.said_error) from None
         return Answer(backend, status, content_type, body, model, data, inner=inner)
 
     async def _hold(self, response: UpstreamResponse, patterns: ErrorPatterns) -> bytes:
@@ -320,14 +326,17 @@ class Proxy:
         async with aclosing(self.events(opened)) as events:
             try:
                 async for data in events:
-                    for payload in _data_lines(data):
-                        if payload == b"[DONE]":  # a clean end: the verdict is OK, now
+                    for name, payload in events_of(data):
+                        if payload == "[DONE]":  # a clean end: the verdict is OK, now
                             opened.finish(Outcome.OK)  # (returning closes events() paused)
                             return
-                        chunk = json.loads(payload)
-                        if not isinstance(chunk, dict):
-                            continue
-                        said = chunk_error(chunk)
+                        if name == "error":
+                            said: str | None = f"error event: {payload[:200]}"
+                        else:
+                            chunk = json.loads(payload)
+                            if not isinstance(chunk, dict):
+                                continue
+                            said = chunk_error(chunk)
                         if said is not None:  # the translation has no place for it: it ends
                             opened.finish(*self._ended(opened, said))
                             raise ProviderFailed(f"provider {opened.backend.name!r} failed "
@@ -393,14 +402,6 @@ def _with_stream(raw: bytes, stream: bool) -> bytes | None:
     if text[:1] != b"{" or text[-1:] != b"}":
         return None
     return text[:-1] + (b',"stream":true}' if stream else b',"stream":false}')
-
-
-def _data_lines(data: bytes) -> list[bytes]:
-    out = []
-    for line in data.splitlines():
-        if line.startswith(b"data:"):
-            out.append(line[5:].strip())
-    return out
 
 
 def _retry_after(response: UpstreamResponse) -> float | None:

@@ -289,6 +289,17 @@ def _event_error(payload: str | None) -> str:
     return error_text(data)
 
 
+def events_of(data: bytes) -> list[tuple[str | None, str]]:
+    """(``event:`` name, data) of each event of ``data`` that has data (its ``data:`` lines
+    joined with newlines, as SSE says: a chunk's JSON may be spread over several)."""
+    out = []
+    for event in _EVENT_SPLIT.split(data):
+        name, payload = _parse_event(event) if event else (None, None)
+        if payload is not None:
+            out.append((name, payload.strip()))
+    return out
+
+
 def late_error(piece: bytes) -> str | None:
     """What a committed stream's events in ``piece`` say went wrong, if one declares an error
     (an ``error`` object or event, ``finish_reason: "error"``), else None. The events still go

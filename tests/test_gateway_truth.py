@@ -311,6 +311,14 @@ def test_a_success_between_two_poison_requests_keeps_both_excused(tmp_path: Path
         assert all(b.stats(n).errors == 0 and b.stats(n).ejected_until == 0 for n in "ab")
 
 
+def test_a_2xx_that_is_not_an_answer_is_named_by_its_own_status(tmp_path: Path) -> None:
+    with Bench(tmp_path, {"bad": Replay(plain=plain(204, b"")), "good": Replay()},
+               **ORDER) as b:
+        assert plain_text(b) == "hello there"
+        failure = b.stats("bad").last_failure
+        assert failure is not None and failure.status == 204
+
+
 def test_failures_that_differ_are_not_excused(tmp_path: Path) -> None:
     providers = {"a": Replay(plain=plain(500, b"{}")), "b": Replay(plain=plain(502, b"{}"))}
     with Bench(tmp_path, providers, eject_after=1, retries=1) as b:

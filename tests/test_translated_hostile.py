@@ -99,3 +99,25 @@ def test_a_translation_bug_ends_the_stream_with_a_plain_error_not_python_text() 
     assert out == [b"delta", b"error 502 internal error in the gateway while translating the "
                    b"stream (see its log)"]
 
+
+
+def test_a_chunk_spread_over_several_data_lines_is_read_whole(tmp_path: Path) -> None:
+    spread = (b'data: {"id": "c1", "object": "chat.completion.chunk",\n'
+              b'data:  "choices": [{"index": 0, "delta": {"content": "hello"}}]}\n\n')
+    steps = [HEAD_SSE, ROLE, spread, chunk({}, "stop"), b"data: [DONE]\n\n"]
+    with Bench(tmp_path, {"multi": Replay(stream=steps)}) as b:
+        with claude(b).messages.stream(model=MODEL, max_tokens=10, messages=MESSAGES) as s:
+            assert s.get_final_text() == "hello"
+        assert b.stats("multi").errors == 0
+
+
+def test_an_error_event_after_content_ends_a_translated_stream_with_the_apis_error(
+        tmp_path: Path) -> None:
+    steps = [HEAD_SSE, ROLE, chunk({"content": "hel"}), b"event: error\ndata: gone\n\n",
+             b"data: [DONE]\n\n"]
+    with Bench(tmp_path, {"late": Replay(stream=steps)}) as b:
+        with claude(b).messages.stream(model=MODEL, max_tokens=10, messages=MESSAGES) as s:
+            with pytest.raises(anthropic.APIStatusError) as exc:
+                s.get_final_text()
+        assert "error event: gone" in str(exc.value)
+        assert b.stats("late").errors == 1
