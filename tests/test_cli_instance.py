@@ -356,6 +356,7 @@ def test_down_after_unigw_was_killed_stops_what_it_left_running(instance: Instan
     assert out.returncode == 0, out.stderr
     assert "stopped 2 process(es)" in out.stdout
     assert "of provider a" in out.stdout and "of provider b" in out.stdout
+    assert "of provider a" not in out.stderr  # said once, in the list
     until(lambda: not any(psutil.pid_exists(pid) for pid in pids.values()), 10, "orphans gone")
     again = unigw(instance.path, "down")
     assert again.returncode == 3 and "not running" in again.stderr

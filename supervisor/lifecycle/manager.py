@@ -104,9 +104,8 @@ class Supervisor:
 
     async def up(self) -> None:
         """Kill recorded leftovers, then launch every selected, enabled provider."""
-        killed = await leftovers.kill_leftovers(self._shared.state_dir)
-        if killed:
-            log.warning("killed %d leftover process(es) of an earlier run", len(killed))
+        for line in await leftovers.kill_leftovers(self._shared.state_dir):
+            log.warning("killed a leftover of an earlier unigw run: %s", line)
         for rt in self._runtimes.values():
             if self._selected(rt.name) and rt.provider.enabled:
                 rt.launch()

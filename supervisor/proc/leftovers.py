@@ -112,9 +112,7 @@ async def kill_leftovers(state_dir: Path, grace: float = 3.0) -> list[str]:
     for rec in _records(state_dir):
         if not _owner_alive(str(rec.get("owner", ""))):
             forget(state_dir, str(rec.get("name")))
-    for line in described:
-        log.warning("killed a leftover of an earlier unigw run: %s", line)
-    return described
+    return described  # the caller says what was killed: `up` in its log, `down` on stdout
 
 
 async def terminate(procs: list[psutil.Process], grace: float) -> list[int]:
