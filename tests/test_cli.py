@@ -182,6 +182,16 @@ def test_check_warns_that_a_config_without_providers_routes_nowhere(tmp_path: Pa
         out.stderr)
 
 
+def test_check_and_logs_without_a_config_say_what_they_looked_for(tmp_path: Path) -> None:
+    out = unigw("check", "-c", "nope.yaml", cwd=tmp_path)
+    assert out.returncode == ExitCode.ERROR
+    assert "nope.yaml not found: run unigw in the folder that has it" in out.stderr
+    logs = unigw("logs", "ghost", cwd=tmp_path)  # no providers.yaml: the demo's names
+    assert logs.returncode == ExitCode.ERROR
+    assert ("unknown provider 'ghost' in the built-in demo (there is no providers.yaml here) "
+            "(known: qwen-api, ") in logs.stderr
+
+
 def test_unknown_command_is_a_usage_error() -> None:
     assert unigw("frobnicate").returncode == ExitCode.USAGE
 

@@ -105,7 +105,10 @@ def logs(config_path: str, name: str, lines: int, follow: bool) -> None:
     config = control_config(config_path)
     members = config.members(name)
     if not members:
-        fail(f"unknown provider {name!r} in {config.path.name}")
+        where = (config.path.name if config.path.exists() else
+                 "the built-in demo (there is no providers.yaml here)")
+        known = ", ".join(dict.fromkeys(p.group or p.name for p in config.providers)) or "none"
+        fail(f"unknown provider {name!r} in {where} (known: {known})")
     if config.provider(name) is None:  # a group
         if follow:
             fail(f"-f follows one instance: {members[0].name}, …", ExitCode.USAGE)

@@ -4,6 +4,7 @@ the way."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import click
 
@@ -68,6 +69,8 @@ def check(config_path: str) -> None:
     """
     from supervisor.cli import checks
 
+    if not Path(config_path).exists():
+        load_config(config_path)  # says it is missing, and what to do, as `up` does
     try:
         config = load(config_path)
     except ConfigError as exc:
