@@ -46,8 +46,9 @@ def kubernetes(config_path: str, out_dir: Path | None, image: str) -> None:
 
     Secrets are references, never values: every ${NAME} of the file is key NAME of the Secret
     unigw-secrets, with UNIGW_API_KEY (clients' key at the edge), UNIGW_NODE_KEY (between edge
-    and nodes) and UNIGW_ADMIN_KEY. Create it with `kubectl create secret generic unigw-secrets
-    --from-env-file=.env ...` (README: Kubernetes), then `kubectl apply -f DIR`.
+    and nodes) and UNIGW_ADMIN_KEY. Create it from .env without its _FILE lines (a file
+    secret goes in as the file itself: README, Kubernetes, gives the commands), then `kubectl
+    apply -f DIR`.
     """
     config = load_config(config_path)
     raw = yaml.safe_load(config.path.read_text(encoding="utf-8")) or {}
@@ -59,13 +60,18 @@ def kubernetes(config_path: str, out_dir: Path | None, image: str) -> None:
     if out_dir is None:
         click.echo(dump(objects), nl=False)
         return
+    written = []
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         for i, obj in enumerate(objects):
             path = out_dir / file_name(i, obj)
             path.write_text(dump([obj]), encoding="utf-8")
-            click.echo(str(path))
+            written.append(str(path))
     except OSError as exc:
         fail(f"cannot write {out_dir}: {exc.strerror or exc}")
+    try:  # every file is written first: a reader that stops early (`| head`) loses none
+        click.echo("\n".join(written))
+    except BrokenPipeError:
+        pass
     click.echo(f"unigw: {len(objects)} objects written; they need the Secret {SECRET} "
                f"(README: Kubernetes), then `kubectl apply -f {out_dir}`", err=True)
