@@ -73,11 +73,15 @@ class Guard:
         """Whether a ``Host`` header names this gateway (any port)."""
         if self.any_host:
             return True
-        name = host.lower()
+        name, port = host.lower(), ""
         if name.startswith("["):
-            name = name[:name.find("]") + 1]
+            end = name.find("]") + 1
+            name, port = name[:end], name[end:]
         elif name.count(":") == 1:
-            name = name.partition(":")[0]
+            name, _, rest = name.partition(":")
+            port = ":" + rest
+        if port and not (port[0] == ":" and port[1:].isascii() and port[1:].isdigit()):
+            return False  # "localhost:80@evil.example", "localhost:80, evil": no port at all
         return name in self.hosts
 
     def check(self, request: Request) -> None:

@@ -42,6 +42,14 @@ def test_the_gateways_own_names_are_served_on_any_port(host: str) -> None:
         assert c.get("/providers", headers={"Host": host}).status_code == 200
 
 
+@pytest.mark.parametrize("host", [f"localhost:{PORT}@evil.example", f"LocalHost:{PORT}, evil",
+                                  "localhost:", f"[::1]:{PORT}x", "localhost:-80"])
+def test_an_own_name_with_anything_but_a_port_after_it_is_refused(host: str) -> None:
+    with client() as c:
+        r = c.get("/providers", headers={"Host": host})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "host_not_allowed"
+
+
 def test_a_rebound_host_is_refused_in_the_routes_own_envelope() -> None:
     chat = {"model": "m1", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
     with client() as c:
