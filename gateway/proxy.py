@@ -10,8 +10,8 @@ Nothing has reached the client until it returns, so every retry is safe; after t
 retried. When every candidate failed, one error names each provider, its failure class and its
 own message; if they all failed the same way (:func:`~gateway.errors.same_failure_everywhere`)
 their failures are excused, not counted against them, unless a different request was excused
-at the same providers with no success since (:meth:`~gateway.stats.ProviderStats.may_excuse`:
-then it is an outage of the site they share, and it counts).
+at the same providers with no success since (:meth:`~gateway.stats.Stats.excuse`: then it is
+an outage of the site they share, and it counts).
 
 It returns an :class:`Answer` (a whole non-streaming answer: a real 2xx answer or the
 provider's client error) or an :class:`Opened` stream, committed at its first content: the
@@ -64,7 +64,7 @@ from gateway.truth import (
     ErrorPatterns,
     Held,
     check_answer,
-    chunk_error,
+    declared_error,
     event_end,
     events_of,
     late_error,
@@ -117,13 +117,8 @@ class Proxy:
                 except AttemptFailed:
                     continue
             assert failed  # a plan always has a candidate
-            if same_failure_everywhere([f.exc for f in failed]):
-                key = _request_key(job)
-                excused = all(f.backend.stats.may_excuse(key) for f in failed)
-                if excused:
-                    when = time.monotonic()
-                    for f in failed:
-                        f.backend.stats.excused = (key, when)
+            excused = same_failure_everywhere([f.exc for f in failed]) and self.stats.excuse(
+                [f.backend.stats for f in failed], job.key())
             raise all_failed([(f.backend.name, f.exc) for f in failed], excused=excused)
         finally:
             self._settle(failed, excused)
@@ -194,7 +189,7 @@ class Proxy:
             if status in CLIENT_ERROR_STATUSES:  # passed back as it is, but for any secret
                 return Answer(backend, status, content_type, self.secrets.data(body), model,
                               inner=inner)
-            raise BadStatus(status, provider_message(body), _retry_after(response))
+            raise BadStatus(status, provider_message(body), response.retry_after())
         patterns = self.error_patterns.get(backend.name, NO_PATTERNS)
         if job.stream and not content_type.startswith(WHOLE_TYPES):
             first = await self._hold(response, patterns)
@@ -330,18 +325,14 @@ class Proxy:
                         if payload == "[DONE]":  # a clean end: the verdict is OK, now
                             opened.finish(Outcome.OK)  # (returning closes events() paused)
                             return
-                        if name == "error":
-                            said: str | None = f"error event: {payload[:200]}"
-                        else:
-                            chunk = json.loads(payload)
-                            if not isinstance(chunk, dict):
-                                continue
-                            said = chunk_error(chunk)
+                        said = declared_error(name, payload)
                         if said is not None:  # the translation has no place for it: it ends
                             opened.finish(*self._ended(opened, said))
                             raise ProviderFailed(f"provider {opened.backend.name!r} failed "
                                                  f"mid-stream: {self.secrets.text(said)}")
-                        yield chunk
+                        chunk = json.loads(payload)
+                        if isinstance(chunk, dict):
+                            yield chunk
             except StreamBroken as exc:
                 raise _broken(opened.backend.name, exc) from None
             except ValueError:
@@ -356,12 +347,6 @@ class _Failed:
     backend: Backend
     seconds: float
     exc: AttemptFailed
-
-
-def _request_key(job: Job) -> int:
-    """Which request this is, for the poison-request rule: the same bytes, the same key."""
-    raw = job.raw if job.raw is not None else json.dumps(job.body, sort_keys=True).encode()
-    return hash((job.path, raw))
 
 
 def _close(response: UpstreamResponse | None) -> None:
@@ -402,14 +387,6 @@ def _with_stream(raw: bytes, stream: bool) -> bytes | None:
     if text[:1] != b"{" or text[-1:] != b"}":
         return None
     return text[:-1] + (b',"stream":true}' if stream else b',"stream":false}')
-
-
-def _retry_after(response: UpstreamResponse) -> float | None:
-    value = response.header(b"retry-after")
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None  # an HTTP date: not worth parsing for a local provider
 
 
 def _broken(name: str, exc: StreamBroken) -> ProviderFailed:

@@ -4,6 +4,7 @@ stream, and the parsed forms the translated APIs use (:meth:`gateway.proxy.Proxy
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,11 @@ class Job:
     stream: bool
     plan: Plan
     trace: Trace | None = None  # told the attempts when the loop ends (the request log)
+
+    def key(self) -> int:
+        """Which request this is, for the poison-request rule: the same bytes, the same key."""
+        raw = self.raw if self.raw is not None else json.dumps(self.body, sort_keys=True).encode()
+        return hash((self.path, raw))
 
 
 @dataclass

@@ -30,7 +30,7 @@ import enum
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from gateway.errors import FailureClass
@@ -236,6 +236,16 @@ class Stats:
         """An attempt ended after ``seconds`` (full answer, or first content of a stream)."""
         self.release(stats)
         self.verdict(stats, outcome, seconds, retry_after, failure)
+
+    def excuse(self, tried: Sequence[ProviderStats], key: int) -> bool:
+        """Whether the providers ``tried``, which all failed the request ``key`` the same way,
+        are excused (:meth:`ProviderStats.may_excuse`, each); if so it is recorded."""
+        if not all(s.may_excuse(key) for s in tried):
+            return False
+        now = time.monotonic()
+        for s in tried:
+            s.excused = (key, now)
+        return True
 
     def release(self, stats: ProviderStats) -> None:
         """An attempt ended; its verdict follows with :meth:`verdict` (see the docstring)."""

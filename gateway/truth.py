@@ -302,34 +302,35 @@ def events_of(data: bytes) -> list[tuple[str | None, str]]:
 
 def late_error(piece: bytes) -> str | None:
     """What a committed stream's events in ``piece`` say went wrong, if one declares an error
-    (an ``error`` object or event, ``finish_reason: "error"``), else None. The events still go
-    to the client as they are; this is the stream's verdict (and a translated stream's end).
-    Only an event that holds the word ``error`` is parsed."""
-    for event in _EVENT_SPLIT.split(piece):
-        if b"error" not in event:
-            continue
-        name, payload = _parse_event(event)
-        if name == "error":
-            return f"error event: {_event_error(payload)}"
-        try:
-            data = jsonio.loads(payload) if payload and payload != "[DONE]" else None
-        except ValueError:
-            continue
-        if isinstance(data, dict):
-            said = chunk_error(data)
-            if said is not None:
-                return said
+    (:func:`declared_error`), else None. The events still go to the client as they are; this
+    is the stream's verdict."""
+    for name, payload in events_of(piece):
+        said = declared_error(name, payload)
+        if said is not None:
+            return said
     return None
 
 
-def chunk_error(chunk: dict[str, Any]) -> str | None:
-    """The error one parsed chunk declares (see :func:`late_error`), else None."""
+def declared_error(name: str | None, payload: str) -> str | None:
+    """The error one event (its ``event:`` name and data) declares: an ``error`` event, or a
+    chunk with an ``error`` object or ``finish_reason: "error"``; else None. Only data that
+    holds the word ``error`` is parsed."""
+    if name == "error":
+        return f"error event: {_event_error(payload)}"
+    if "error" not in payload:
+        return None
+    try:
+        chunk = jsonio.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(chunk, dict):
+        return None
     if chunk.get("error"):
         return f"error: {error_text(chunk['error'])}"
     choices = chunk.get("choices")
     for choice in choices if isinstance(choices, list) else ():
         if isinstance(choice, dict) and choice.get("finish_reason") == "error":
-            return f'finish_reason "error": {_short(json.dumps(chunk))}'
+            return f'finish_reason "error": {_short(payload)}'
     return None
 
 

@@ -84,6 +84,15 @@ class UpstreamResponse:
         """The first value of a header (``name`` in lower case)."""
         return next((v for n, v in self.headers if n == name), None)
 
+    def retry_after(self) -> float | None:
+        """``Retry-After`` in seconds, if it says so (an HTTP date is not worth parsing for a
+        local provider)."""
+        value = self.header(b"retry-after")
+        try:
+            return max(0.0, float(value)) if value else None
+        except ValueError:
+            return None
+
     def ended(self) -> bool:
         """The body ended cleanly and every byte of it was taken: the next piece is ``b""``."""
         conn = self._conn
