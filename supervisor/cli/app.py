@@ -134,13 +134,19 @@ def gateway_url(config: Config) -> str:
     return f"http://{'127.0.0.1' if gw.host in ('0.0.0.0', '::') else gw.host}:{gw.port}"
 
 
-def call(config_path: str, fn: Callable[[InstanceClient], Any], timeout: float = 10.0) -> Any:
-    """``fn(client)`` against the running instance; exit 3 when nothing runs, 1 on its error."""
-    client = InstanceClient(control_config(config_path), timeout=timeout)
+def call(config_path: str, fn: Callable[[InstanceClient], Any], timeout: float = 10.0,
+         offline: Callable[[Config], Any] | None = None) -> Any:
+    """``fn(client)`` against the running instance; exit 3 when nothing runs (unless
+    ``offline(config)`` has an answer without it: not None), 1 on its error."""
+    config = control_config(config_path)
+    client = InstanceClient(config, timeout=timeout)
     try:
         return fn(client)
     except NotRunning as exc:
-        fail(str(exc), ExitCode.NOT_RUNNING)
+        answer = None if offline is None else offline(config)
+        if answer is None:
+            fail(str(exc), ExitCode.NOT_RUNNING)
+        return answer
     except ControlError as exc:
         fail(str(exc))
     finally:

@@ -16,8 +16,8 @@ from typing import Any
 import click
 
 from supervisor.cli import output
-from supervisor.cli.app import ExitCode, cli, config_option, control_config, fail
-from supervisor.cli.client import ControlError, InstanceClient, NotRunning
+from supervisor.cli.app import call, cli, config_option, fail
+from supervisor.config import Config
 
 COLUMNS = ("TIME", "ROUTE", "MODEL", "PROVIDER", "STATUS", "TTFB", "TOTAL", "TOKENS", "TRIED")
 
@@ -60,23 +60,18 @@ def _requests(config_path: str, params: dict[str, Any]) -> dict[str, Any]:
     outlives the instance), said on stderr; exit 3 when there is neither."""
     from supervisor.run import logged_requests
 
-    config = control_config(config_path)
-    client = InstanceClient(config)
-    try:
-        answer: dict[str, Any] = client.get("/requests", params=params)
-        return answer
-    except NotRunning as exc:
-        kept = logged_requests(config, limit=params["n"], provider=params.get("provider"),
-                               failed=True if params.get("failed") else None)
-        if kept is None:
-            fail(str(exc), ExitCode.NOT_RUNNING)
-        path, rows = kept
+    def kept(config: Config) -> dict[str, Any] | None:
+        found = logged_requests(config, limit=params["n"], provider=params.get("provider"),
+                                failed=True if params.get("failed") else None)
+        if found is None:
+            return None
+        path, rows = found
         click.echo(f"unigw: not running; the calls {path} kept", err=True)
         return {"enabled": True, "requests": rows}
-    except ControlError as exc:
-        fail(str(exc))
-    finally:
-        client.close()
+
+    answer: dict[str, Any] = call(config_path, lambda c: c.get("/requests", params=params),
+                                  offline=kept)
+    return answer
 
 
 def cells(row: Mapping[str, Any]) -> list[str]:
